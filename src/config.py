@@ -1,0 +1,166 @@
+"""One typed Settings object: defaults < litestar.toml < OKK_* environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields
+from functools import cache
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ROOT = Path(__file__).resolve().parent.parent
+TOML_FILE = ROOT / "litestar.toml"
+ENV_PREFIX = "OKK_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    base_url: str = ""  # public URL; default http://{host}:{port}
+    data_dir: Path = ROOT / "var"
+    debug: bool = False
+    # Database and queue
+    database_url: str = ""  # unset: embedded PostgreSQL in data_dir
+    queue_url: str = ""  # unset: the same PostgreSQL; redis://… uses Redis
+    worker_concurrency: int = 20
+    # Secrets (generated once in data_dir for development when unset)
+    secret_key: str = ""
+    token_keys: tuple[str, ...] = ()
+    # Sign-in
+    oidc_issuer: str = "https://accounts.google.com"
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    allowed_emails: tuple[str, ...] = ()
+    session_max_age: int = 14 * 24 * 3600
+    # Platforms
+    facebook_app_id: str = ""
+    facebook_app_secret: str = ""
+    facebook_graph_url: str = "https://graph.facebook.com"
+    facebook_dialog_url: str = "https://www.facebook.com"
+    facebook_graph_version: str = "v24.0"
+    tiktok_client_key: str = ""
+    tiktok_client_secret: str = ""
+    tiktok_api_url: str = "https://open.tiktokapis.com"
+    tiktok_auth_url: str = "https://www.tiktok.com"
+    x_client_id: str = ""
+    x_client_secret: str = ""
+    x_api_url: str = "https://api.x.com"
+    x_auth_url: str = "https://x.com"
+    # AI
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+    openai_model: str = "gpt-4o-mini"
+    # Sandbox: None means "on when no real credentials are configured"
+    sandbox: bool | None = None
+    # Operator, shown in the privacy policy
+    operator_name: str = "The operator of this instance"
+    operator_contact: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def public_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        if self.sandbox is not None:
+            return self.sandbox
+        return not (self.oidc_client_id and self.oidc_client_secret)
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"{self.public_url}/sandbox"
+
+
+def _coerce(value: Any, kind: Any) -> Any:
+    """Turn a TOML or environment value into the field's declared type."""
+    text = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if isinstance(value, str):
+        if "bool" in str(kind):
+            if value.strip() == "" and "None" in str(kind):
+                return None
+            return value.strip().lower() in {"1", "true", "yes", "on"}
+        if kind is int:
+            return int(value)
+        if kind is Path:
+            return Path(value)
+        if "tuple" in str(kind):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+    if "tuple" in str(kind) and isinstance(value, list):
+        return tuple(str(item) for item in value)
+    if kind is Path or text == "Path":
+        return Path(value)
+    return value
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    data = tomllib.loads(path.read_text())
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):  # [server], [database]… sections are for readability only
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def load_settings(env: dict[str, str] | None = None, toml_path: Path | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    hints = get_type_hints(Settings)
+    values: dict[str, Any] = {}
+    for key, value in _from_toml(toml_path or TOML_FILE).items():
+        if key in hints:
+            values[key] = _coerce(value, hints[key])
+    for f in fields(Settings):
+        raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = _coerce(raw, hints[f.name])
+    settings = Settings(**values)
+    data_dir = settings.data_dir if settings.data_dir.is_absolute() else ROOT / settings.data_dir
+    settings = dataclasses.replace(settings, data_dir=data_dir)
+    return _with_secrets(settings)
+
+
+def _stored_secret(data_dir: Path, name: str, make: Any) -> str:
+    """A development secret generated once and kept in the data folder (mode 600)."""
+    path = data_dir / "secrets" / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+def _with_secrets(settings: Settings) -> Settings:
+    changes: dict[str, Any] = {}
+    if not settings.secret_key:
+        changes["secret_key"] = _stored_secret(
+            settings.data_dir, "secret_key", lambda: secrets.token_urlsafe(48)
+        )
+    if not settings.token_keys:
+        from src.security import new_token_key
+
+        changes["token_keys"] = (
+            _stored_secret(settings.data_dir, "token_key", new_token_key),
+        )
+    return dataclasses.replace(settings, **changes) if changes else settings
+
+
+@cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,37 @@
+"""Settings of the sandbox: token lifetimes, processing delays, platform limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class SandboxConfig:
+    # Public URL under which the sandbox is reachable (used in redirects, upload URLs,
+    # permalinks). Mounted in the app: "{OKK_BASE_URL}/sandbox"; standalone: the server.
+    base_url: str = "http://127.0.0.1:8000/sandbox"
+    # Client credentials the fakes accept (the product's sandbox defaults use these).
+    facebook_app_id: str = "sandbox-facebook-app"
+    facebook_app_secret: str = "sandbox-facebook-secret"
+    tiktok_client_key: str = "sandbox-tiktok-key"
+    tiktok_client_secret: str = "sandbox-tiktok-secret"
+    tiktok_audited: bool = False
+    x_client_id: str = "sandbox-x-client"
+    x_client_secret: str = "sandbox-x-secret"
+    google_client_id: str = "sandbox-google-client"
+    google_client_secret: str = "sandbox-google-secret"
+    openai_api_key: str = "sandbox-openai-key"
+    # Token lifetimes in seconds (TikTok "2026" profile: 7200 / 15552000).
+    facebook_short_token_ttl: int = 2 * 3600
+    facebook_long_token_ttl: int = 5_183_944
+    tiktok_access_ttl: int = 86_400
+    tiktok_refresh_ttl: int = 31_536_000
+    x_access_ttl: int = 7200
+    x_code_ttl: int = 30
+    google_access_ttl: int = 3599
+    # Asynchronous processing: seconds before a video/container/upload is ready.
+    processing_delay: float = 2.0
+    # Instagram publishing cap per 24 h and per account.
+    instagram_daily_cap: int = 100
+    # Largest media the fakes pull over HTTP (bytes).
+    max_pull_bytes: int = 1_100_000_000

@@ -1,0 +1,15 @@
+"""Sandbox fake: x (to be written)."""
+
+from __future__ import annotations
+
+from src.sandbox.state import SandboxState
+
+PLATFORM = "x"
+
+
+def seed(state: SandboxState) -> None:
+    pass
+
+
+def routes() -> list:
+    return []
