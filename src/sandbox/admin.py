@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar import Request, delete, get, patch, post
 from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from src.sandbox.consent import render_page
 from src.sandbox.state import FaultRule, SandboxState
@@ -66,7 +66,7 @@ def reset(request: Request) -> dict[str, bool]:
 
 
 @post("/admin/faults", sync_to_thread=False, status_code=201)
-def add_fault(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+def add_fault(request: Request, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(FaultRule)} - {"id", "hits"}
     unknown = set(data) - known
     if unknown:
@@ -93,7 +93,7 @@ def remove_fault(request: Request, rule_id: FromPath[str]) -> None:
 
 
 @post("/admin/clock", sync_to_thread=False, status_code=200)
-def clock(request: Request, data: dict[str, float]) -> dict[str, float]:
+def clock(request: Request, data: JSONBody[dict[str, float]]) -> dict[str, float]:
     """Move the sandbox's clock forward ({"advance": seconds}) to expire tokens,
     finish processing or age containers without waiting."""
     state = _state(request)
@@ -102,7 +102,7 @@ def clock(request: Request, data: dict[str, float]) -> dict[str, float]:
 
 
 @patch("/admin/config", sync_to_thread=False)
-def update_config(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+def update_config(request: Request, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     """Change sandbox settings at run time, e.g. {"tiktok_audited": true, "x_access_ttl": 60}."""
     config = _state(request).config
     for key, value in data.items():
@@ -113,7 +113,7 @@ def update_config(request: Request, data: dict[str, Any]) -> dict[str, Any]:
 
 
 @post("/admin/tokens/{action:str}", sync_to_thread=False, status_code=200)
-def tokens(request: Request, action: FromPath[str], data: dict[str, Any]) -> dict[str, int]:
+def tokens(request: Request, action: FromPath[str], data: JSONBody[dict[str, Any]]) -> dict[str, int]:
     """Expire or revoke tokens: {"platform": "x", "user_id": "…"?, "kind": "access"?}."""
     if action not in ("expire", "revoke"):
         raise NotFoundException(f"no action {action}")

@@ -1,0 +1,29 @@
+"""Small, real media files made in memory for tests."""
+
+from __future__ import annotations
+
+import struct
+
+
+def mp4_bytes(size: int = 64 * 1024) -> bytes:
+    """Bytes that start like an MP4 (an ftyp box), padded with an mdat box."""
+    ftyp = struct.pack(">I4s4sI", 24, b"ftyp", b"isom", 512) + b"isomiso2"
+    mdat_len = max(size - len(ftyp), 8)
+    return ftyp + struct.pack(">I4s", mdat_len, b"mdat") + b"\0" * (mdat_len - 8)
+
+
+def jpeg_bytes(width: int = 1080, height: int = 1080) -> bytes:
+    """A real JPEG image made with Pillow when installed, else a minimal JFIF header."""
+    try:
+        from io import BytesIO
+
+        from PIL import Image
+    except ImportError:
+        return b"\xff\xd8\xff\xe0" + struct.pack(">H", 16) + b"JFIF\0\1\1\0\0\1\0\1\0\0" + b"\xff\xd9"
+    buffer = BytesIO()
+    Image.new("RGB", (width, height), (200, 80, 40)).save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def png_bytes() -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + b"\0" * 64
