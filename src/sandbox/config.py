@@ -29,6 +29,9 @@ class SandboxConfig:
     x_access_ttl: int = 7200
     x_code_ttl: int = 30
     google_access_ttl: int = 3599
+    # Test knob: the NEXT Google ID token is spoiled in one way, then this resets to "".
+    # "nonce" | "audience" | "expired" | "signature" | "issuer" (see src/sandbox/google.py).
+    google_id_token_tamper: str = ""
     # Asynchronous processing: seconds before a video/container/upload is ready.
     processing_delay: float = 2.0
     # Instagram publishing cap per 24 h and per account.
