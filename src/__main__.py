@@ -1,0 +1,121 @@
+"""The `okktopus` command: Litestar's CLI plus our own commands (run, worker, migrate,
+sandbox). Settings come from litestar.toml and OKK_* variables; a `.env` file in the
+working directory is loaded first (Litestar's own loader looks elsewhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("okktopus")
+
+
+def _load_dotenv(path: Path = Path(".env")) -> None:
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+
+
+async def _migrate() -> None:
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    result = await run_forwards(app_name="okktopus", migration_id="all", fake=False)
+    if not result.success:
+        raise click.ClickException(f"migrations failed: {result.message}")
+
+
+@click.command("migrate")
+def migrate() -> None:
+    """Apply database migrations (starts the embedded database when none is configured)."""
+    from src.db.engine import database_dsn
+
+    database_dsn()
+    asyncio.run(_migrate())
+    click.echo("Database is up to date.")
+
+
+@click.command("run")
+@click.option("--host", default=None, help="Interface to bind (default from litestar.toml).")
+@click.option("--port", default=None, type=int, help="Port (default from litestar.toml).")
+@click.option("--no-worker", is_flag=True, help="Do not run a worker in this process.")
+def run(host: str | None, port: int | None, no_worker: bool) -> None:
+    """Run the web app (and, unless --no-worker, a worker in the same process)."""
+    import uvicorn
+
+    from src.app import create_app
+    from src.config import get_settings
+    from src.db.engine import database_dsn
+
+    settings = get_settings()
+    database_dsn()  # starts the embedded PostgreSQL when no database is configured
+    asyncio.run(_migrate())
+    app = create_app(settings, worker=not no_worker)
+    host, port = host or settings.host, port or settings.port
+    mode = "sandbox platforms" if settings.sandbox_enabled else "real platforms"
+    click.echo(f"OKKTOPUS on http://{host}:{port} ({mode}; worker: {not no_worker})")
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@click.command("worker")
+def worker() -> None:
+    """Run a worker process: publishing, token refresh, content sync, purges."""
+    from src.config import get_settings
+    from src.db.engine import database_dsn
+    from src.jobs import make_queue, make_worker
+
+    settings = get_settings()
+    database_dsn()
+    asyncio.run(_migrate())
+
+    async def main() -> None:
+        from piccolo.engine import engine_finder
+
+        engine = engine_finder()
+        await engine.start_connection_pool(min_size=1, max_size=10)
+        worker = make_worker(settings, make_queue(settings))
+        try:
+            await worker.queue.connect()
+            await worker.start()
+        finally:
+            await engine.close_connection_pool()
+
+    click.echo("OKKTOPUS worker started.")
+    asyncio.run(main())
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=8100, type=int)
+def sandbox(host: str, port: int) -> None:
+    """Run the sandbox platforms on their own port (for tests and benchmarks)."""
+    import uvicorn
+
+    from src.sandbox import SandboxConfig, create_sandbox_app
+
+    app = create_sandbox_app(SandboxConfig(base_url=f"http://{host}:{port}"))
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def main() -> None:
+    _load_dotenv()
+    os.environ.setdefault("LITESTAR_APP", "src.app:create_app")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from litestar.cli.main import litestar_group
+
+    for command in (run, worker, migrate, sandbox):
+        litestar_group.add_command(command)
+    litestar_group.name = "okktopus"
+    sys.exit(litestar_group())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""create_app(): plugins, middleware, routers, lifespan; nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar, asgi
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.plugins.flash import FlashConfig, FlashPlugin
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.static_files import create_static_files_router
+from litestar.stores.registry import StoreRegistry
+from litestar.template.config import TemplateConfig
+from litestar.types import Receive, Scope, Send
+from piccolo.engine import engine_finder
+
+from src import http, jobs
+from src.config import ROOT, Settings, get_settings
+from src.db.session_store import PostgresSessionStore, SessionConfig
+from src.routes import auth, health, pages
+from src.signin import OidcProvider, client_config
+from src.web import CurrentUserMiddleware, http_error, not_authorized
+
+PUBLIC_PREFIXES = ["/static", "/sandbox", "/healthz"]
+
+
+def _sandbox_mount(settings: Settings):
+    from src.sandbox import SandboxConfig, create_sandbox_app
+
+    sandbox = create_sandbox_app(SandboxConfig(base_url=settings.sandbox_url))
+
+    @asgi("/sandbox", is_mount=True, copy_scope=True)
+    async def mounted(scope: Scope, receive: Receive, send: Send) -> None:
+        await sandbox(scope, receive, send)
+
+    return mounted, sandbox
+
+
+def create_app(settings: Settings | None = None, *, worker: bool = False) -> Litestar:
+    """The web app. `worker=True` also runs a SAQ worker in this process."""
+    settings = settings or get_settings()
+    session_config = SessionConfig(
+        key="okk_session",
+        max_age=settings.session_max_age,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        exclude=PUBLIC_PREFIXES,
+        renew_on_access=False,
+    )
+    csrf_config = CSRFConfig(
+        secret=settings.secret_key,
+        cookie_name="csrftoken",
+        header_name="x-csrftoken",
+        cookie_httponly=True,
+        cookie_samesite="lax",
+        cookie_secure=settings.secure_cookies,
+        exclude=["/sandbox", "/hooks"],
+    )
+    template_config = TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine)
+    handlers: list = [
+        health.healthz,
+        auth.AuthController,
+        pages.landing,
+        pages.privacy,
+        *pages.PLACEHOLDERS,
+        create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
+    ]
+    sandbox_app = None
+    if settings.sandbox_enabled:
+        mount, sandbox_app = _sandbox_mount(settings)
+        handlers.append(mount)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = engine_finder()
+        await engine.start_connection_pool(min_size=1, max_size=10)
+        queue = jobs.make_queue(settings)
+        await queue.connect()
+        app.state.queue = queue
+        background = None
+        if worker:
+            background = jobs.BackgroundWorker(jobs.make_worker(settings, queue))
+            await background.start()
+        try:
+            if sandbox_app is not None:
+                async with sandbox_app.lifespan():
+                    yield
+            else:
+                yield
+        finally:
+            if background is not None:
+                await background.stop()
+            await queue.disconnect()
+            await http.close()
+            await engine.close_connection_pool()
+
+    app = Litestar(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        middleware=[session_config.middleware, CurrentUserMiddleware()],
+        stores=StoreRegistry(stores={"sessions": PostgresSessionStore()}),
+        csrf_config=csrf_config,
+        template_config=template_config,
+        plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config))],
+        exception_handlers={
+            NotAuthorizedException: not_authorized,
+            HTTPException: http_error,
+        },
+        request_max_body_size=10 * 1024 * 1024,
+        openapi_config=None,
+        debug=settings.debug,
+    )
+    app.state.settings = settings
+    app.state.session_config = session_config
+    app.state.oidc = OidcProvider(client_config(settings))
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    return app

