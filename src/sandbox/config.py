@@ -18,6 +18,10 @@ class SandboxConfig:
     tiktok_audited: bool = False
     x_client_id: str = "sandbox-x-client"
     x_client_secret: str = "sandbox-x-secret"
+    # A second X app registered as a public client (Native/SPA): client_id in the body.
+    x_public_client_id: str = "sandbox-x-public-client"
+    # Registered X callback URLs; empty accepts any http(s) redirect_uri.
+    x_callback_urls: tuple[str, ...] = ()
     google_client_id: str = "sandbox-google-client"
     google_client_secret: str = "sandbox-google-secret"
     openai_api_key: str = "sandbox-openai-key"
@@ -34,6 +38,10 @@ class SandboxConfig:
     google_id_token_tamper: str = ""
     # Asynchronous processing: seconds before a video/container/upload is ready.
     processing_delay: float = 2.0
+    # X POST /2/tweets limits (docs disagree on the per-user 15-minute figure: 100 vs 200).
+    x_tweets_per_15min: int = 100
+    x_tweets_per_day_user: int = 2400
+    x_tweets_per_day_app: int = 10_000
     # Instagram publishing cap per 24 h and per account.
     instagram_daily_cap: int = 100
     # Largest media the fakes pull over HTTP (bytes).

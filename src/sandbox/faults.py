@@ -10,6 +10,7 @@ import fnmatch
 import json
 import random
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from litestar import Response
@@ -21,6 +22,10 @@ ErrorRenderer = Callable[[str, FaultRule, SandboxState], Response]
 ERROR_RENDERERS: dict[str, ErrorRenderer] = {}
 
 RECORDED_BODY_LIMIT = 64 * 1024
+
+# The ASGI scope being answered, for renderers that word errors per request
+# (e.g. X's per-endpoint rate-limit headers).
+CURRENT_SCOPE: ContextVar[dict | None] = ContextVar("sandbox_current_scope", default=None)
 
 
 def register_errors(platform: str, renderer: ErrorRenderer) -> None:
@@ -83,6 +88,7 @@ class SandboxMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/admin"):
             await self.app(scope, receive, send)
             return
+        CURRENT_SCOPE.set(scope)
         platform, path = split_platform(scope["path"])
         method = scope["method"]
         receive = await self._record(scope, receive, platform, path, method)
