@@ -391,6 +391,8 @@ async def upload(request: Request) -> Response:
     _check_size(call, kind, len(payload))
     owners = [o for o in str(fields.get("additional_owners", "")).split(",") if o]
     real_type = sniff(payload[:HEAD_BYTES])
+    if kind == "image" and not payload_ok(kind, real_type):
+        call.invalid("Media type unrecognized.", {"media": []})
     media = _new_media(
         call, real_type or "application/octet-stream", kind, category, len(payload), owners
     )
