@@ -105,7 +105,7 @@ def make_worker(settings: Settings, queue: Queue) -> Worker:
         concurrency=settings.worker_concurrency,
         startup=[startup],
         shutdown=[shutdown],
-        shutdown_grace_period_s=5,
+        shutdown_grace_period_s=settings.worker_shutdown_grace_s,
     )
 
 
@@ -113,6 +113,9 @@ class BackgroundWorker:
     """A SAQ worker running as a task in this process (okktopus run without --no-worker)."""
 
     def __init__(self, worker: Worker) -> None:
+        # The web server owns the process's signals; SAQ must not take them over, or
+        # Ctrl-C would stop only the worker and leave the web server running.
+        worker.SIGNALS = []
         self.worker = worker
         self.task: asyncio.Task | None = None
 

@@ -17,7 +17,6 @@ import psycopg
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = "okk_template"
 
 
 class PostgresAdmin:
@@ -25,6 +24,7 @@ class PostgresAdmin:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.template = f"okk_template_{os.getpid()}"  # parallel runs never collide
 
     @classmethod
     def embedded(cls, data_dir: Path) -> PostgresAdmin:
@@ -45,9 +45,9 @@ class PostgresAdmin:
 
     def prepare_template(self) -> None:
         """A freshly migrated database that every test database is cloned from."""
-        self.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
-        self.execute(f'CREATE DATABASE "{TEMPLATE}"')
-        env = {**os.environ, "OKK_DATABASE_URL": self.dsn(TEMPLATE)}
+        self.execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+        self.execute(f'CREATE DATABASE "{self.template}"')
+        env = {**os.environ, "OKK_DATABASE_URL": self.dsn(self.template)}
         result = subprocess.run(
             [sys.executable, "-m", "src", "migrate"],
             cwd=ROOT,
@@ -61,7 +61,7 @@ class PostgresAdmin:
 
     def new_database(self) -> str:
         name = f"okk_test_{secrets.token_hex(4)}"
-        self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+        self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         return name
 
     def drop_database(self, name: str) -> None:

@@ -51,6 +51,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if admin is None:
         return
     admin.drop_database(config.okk_database)  # type: ignore[attr-defined]
+    admin.drop_database(admin.template)
     shutil.rmtree(config.okk_data_dir, ignore_errors=True)  # type: ignore[attr-defined]
 
 

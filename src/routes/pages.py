@@ -19,8 +19,6 @@ EMPTY_STATES = {
                     "Connect Facebook Pages, Instagram, TikTok and X accounts."),
     "content": ("Content", "Posts as files",
                 "Schedule posts by committing YAML files to a folder or a git repository."),
-    "settings": ("Settings", "Your account",
-                 "Your name, time zone, data export and account deletion."),
 }
 
 
