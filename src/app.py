@@ -21,7 +21,8 @@ from piccolo.engine import engine_finder
 from src import http, jobs
 from src.config import ROOT, Settings, get_settings
 from src.db.session_store import PostgresSessionStore, SessionConfig
-from src.routes import auth, health, pages, settings as settings_routes
+from src.routes import auth, health, pages
+from src.routes import settings as settings_routes
 from src.signin import OidcProvider, client_config
 from src.web import CurrentUserMiddleware, http_error, not_authorized
 

@@ -156,9 +156,7 @@ def _with_secrets(settings: Settings) -> Settings:
     if not settings.token_keys:
         from src.security import new_token_key
 
-        changes["token_keys"] = (
-            _stored_secret(settings.data_dir, "token_key", new_token_key),
-        )
+        changes["token_keys"] = (_stored_secret(settings.data_dir, "token_key", new_token_key),)
     return dataclasses.replace(settings, **changes) if changes else settings
 
 

@@ -19,7 +19,8 @@ def jpeg_bytes(width: int = 1080, height: int = 1080) -> bytes:
 
         from PIL import Image
     except ImportError:
-        return b"\xff\xd8\xff\xe0" + struct.pack(">H", 16) + b"JFIF\0\1\1\0\0\1\0\1\0\0" + b"\xff\xd9"
+        header = struct.pack(">H", 16) + b"JFIF\0\1\1\0\0\1\0\1\0\0"
+        return b"\xff\xd8\xff\xe0" + header + b"\xff\xd9"
     buffer = BytesIO()
     Image.new("RGB", (width, height), (200, 80, 40)).save(buffer, "JPEG", quality=80)
     return buffer.getvalue()

@@ -49,7 +49,7 @@ class MediaHost:
         host = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 host.requests.append(self.path)
                 item = host.files.get(self.path.split("?")[0])
                 if item is None:

@@ -210,8 +210,15 @@ def test_migrations_apply_on_an_empty_external_database_and_check_clean(pg_admin
         assert check.returncode == 0, check.stderr
         assert "False" not in check.stdout  # every migration ran
         auto = subprocess.run(
-            [sys.executable, "-c", "from piccolo.main import main; main()", "migrations", "new",
-             "okktopus", "--auto"],
+            [
+                sys.executable,
+                "-c",
+                "from piccolo.main import main; main()",
+                "migrations",
+                "new",
+                "okktopus",
+                "--auto",
+            ],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -233,7 +240,10 @@ def test_embedded_database_starts_from_nothing_and_restarts_on_existing_data():
         assert first.returncode == 0, first.stderr
         assert (data_dir / "pg" / "PG_VERSION").exists()
         app = AppServer(
-            database_url="", data_dir=data_dir, log_dir=data_dir, worker=True,
+            database_url="",
+            data_dir=data_dir,
+            log_dir=data_dir,
+            worker=True,
             env={"OKK_DATABASE_URL": ""},
         )
         app.env.pop("OKK_DATABASE_URL")

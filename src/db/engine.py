@@ -36,7 +36,10 @@ def embedded_dsn(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir / "pg")
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if not database.isidentifier():
+        raise ValueError(f"unexpected database name {database!r}")
+    query = f"SELECT 1 FROM pg_database WHERE datname = '{database}';"  # noqa: S608 (checked)
+    exists = server.psql(query)
     if "1 row" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')
         log.info("created embedded database %s in %s", database, data_dir / "pg")

@@ -10,15 +10,27 @@ from src.web import current_user, render, signed_in
 POLICY_UPDATED = "29 November 2026"
 
 EMPTY_STATES = {
-    "compose": ("Compose", "Write once, publish everywhere",
-                "Connect an account first, then write a post for all of them at once."),
-    "calendar": ("Calendar", "Nothing scheduled yet",
-                 "Scheduled and published posts appear here, in your time zone."),
+    "compose": (
+        "Compose",
+        "Write once, publish everywhere",
+        "Connect an account first, then write a post for all of them at once.",
+    ),
+    "calendar": (
+        "Calendar",
+        "Nothing scheduled yet",
+        "Scheduled and published posts appear here, in your time zone.",
+    ),
     "posts": ("Posts", "No posts yet", "Every post you schedule, with each platform's outcome."),
-    "connections": ("Connections", "No accounts connected",
-                    "Connect Facebook Pages, Instagram, TikTok and X accounts."),
-    "content": ("Content", "Posts as files",
-                "Schedule posts by committing YAML files to a folder or a git repository."),
+    "connections": (
+        "Connections",
+        "No accounts connected",
+        "Connect Facebook Pages, Instagram, TikTok and X accounts.",
+    ),
+    "content": (
+        "Content",
+        "Posts as files",
+        "Schedule posts by committing YAML files to a folder or a git repository.",
+    ),
 }
 
 

@@ -21,9 +21,16 @@ def _state(request: Request) -> SandboxState:
 
 def _filter(items: list[dict[str, Any]], request: Request) -> list[dict[str, Any]]:
     wanted = {k: v for k, v in request.query_params.items() if k not in ("limit",)}
-    selected = [i for i in items if all(str(i.get(k)) == v for k, v in wanted.items())]
     limit = int(request.query_params.get("limit", 0) or 0)
-    return selected[-limit:] if limit else selected
+    if limit:  # newest first, stopping early: cheap however long the history grows
+        latest = []
+        for item in reversed(items):
+            if all(str(item.get(k)) == v for k, v in wanted.items()):
+                latest.append(item)
+                if len(latest) == limit:
+                    break
+        return latest[::-1]
+    return [i for i in items if all(str(i.get(k)) == v for k, v in wanted.items())]
 
 
 @get("/admin/records", sync_to_thread=False)
@@ -113,7 +120,9 @@ def update_config(request: Request, data: JSONBody[dict[str, Any]]) -> dict[str,
 
 
 @post("/admin/tokens/{action:str}", sync_to_thread=False, status_code=200)
-def tokens(request: Request, action: FromPath[str], data: JSONBody[dict[str, Any]]) -> dict[str, int]:
+def tokens(
+    request: Request, action: FromPath[str], data: JSONBody[dict[str, Any]]
+) -> dict[str, int]:
     """Expire or revoke tokens: {"platform": "x", "user_id": "…"?, "kind": "access"?}."""
     if action not in ("expire", "revoke"):
         raise NotFoundException(f"no action {action}")

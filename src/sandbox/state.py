@@ -66,7 +66,9 @@ class FaultRule:
 
 
 class SandboxState:
-    def __init__(self, config: SandboxConfig, seeders: list[Callable[[SandboxState], None]]) -> None:
+    def __init__(
+        self, config: SandboxConfig, seeders: list[Callable[[SandboxState], None]]
+    ) -> None:
         self.config = config
         self.seeders = seeders
         self._lock = threading.Lock()
@@ -146,10 +148,10 @@ class SandboxState:
     def revoke_user_grants(self, platform: str, user_id: str, client_id: str | None = None) -> int:
         count = 0
         for grant in self.grants.values():
-            if grant.platform == platform and grant.user_id == user_id and not grant.revoked:
-                if client_id is None or grant.client_id == client_id:
-                    grant.revoked = True
-                    count += 1
+            mine = grant.platform == platform and grant.user_id == user_id
+            if mine and not grant.revoked and client_id in (None, grant.client_id):
+                grant.revoked = True
+                count += 1
         return count
 
     # -- objects and outcomes --------------------------------------------------------
