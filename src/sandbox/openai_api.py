@@ -212,6 +212,8 @@ STOPWORDS = word_set(
     thing things come came going want wants like still even ever never always"""
 )
 
+IGNORED = STOPWORDS | INSTRUCTION  # never hashtags
+
 
 def text_of(message: dict[str, Any]) -> str:
     content = message.get("content")
@@ -274,7 +276,7 @@ def is_instruction(text: str) -> bool:
 def keywords(text: str, limit: int = 3) -> list[str]:
     """The post's most telling words, in order of appearance."""
     words = [w.strip("'\u2019-") for w in WORD.findall(URL.sub(" ", text))]
-    useful = [w for w in words if len(w) >= 4 and w.lower() not in STOPWORDS | INSTRUCTION]
+    useful = [w for w in words if len(w) >= 4 and w.lower() not in IGNORED]
     counts = Counter(w.lower() for w in useful)
     first = {}
     for position, word in enumerate(useful):
