@@ -42,6 +42,10 @@ class SandboxConfig:
     x_tweets_per_15min: int = 100
     x_tweets_per_day_user: int = 2400
     x_tweets_per_day_app: int = 10_000
+    # Graph API rate limits: calls per rolling hour per app (user/app tokens) and per
+    # rolling 24 h per Page (Page tokens); past them Graph answers code 4 / code 32.
+    facebook_app_call_limit: int = 20_000
+    facebook_page_call_limit: int = 48_000
     # Instagram publishing cap per 24 h and per account.
     instagram_daily_cap: int = 100
     # Largest media the fakes pull over HTTP (bytes).
