@@ -21,7 +21,7 @@ from piccolo.engine import engine_finder
 from src import http, jobs
 from src.config import ROOT, Settings, get_settings
 from src.db.session_store import PostgresSessionStore, SessionConfig
-from src.routes import auth, health, pages
+from src.routes import auth, banners, connections, health, pages
 from src.routes import settings as settings_routes
 from src.signin import OidcProvider, client_config
 from src.web import CurrentUserMiddleware, http_error, not_authorized
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         pages.privacy,
         *pages.PLACEHOLDERS,
         settings_routes.settings_page,
+        connections.ConnectionsController,
+        banners.banners,
         create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
     ]
     sandbox_app = None

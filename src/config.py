@@ -28,6 +28,7 @@ class Settings:
     database_url: str = ""  # unset: embedded PostgreSQL in data_dir
     queue_url: str = ""  # unset: the same PostgreSQL; redis://… uses Redis
     worker_concurrency: int = 20
+    refresh_cron: str = "* * * * * */20"  # token refresh job (cron with seconds last)
     worker_shutdown_grace_s: int = 2  # jobs cut short resume safely (claims + sweeper)
     # Secrets (generated once in data_dir for development when unset)
     secret_key: str = ""
@@ -141,7 +142,10 @@ def _stored_secret(data_dir: Path, name: str, make: Any) -> str:
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     value = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text().strip()
     with os.fdopen(fd, "w") as handle:
         handle.write(value)
     return value

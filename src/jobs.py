@@ -13,6 +13,7 @@ from typing import Any
 
 from saq import CronJob, Queue, Worker
 
+from src import accounts
 from src.config import Settings
 from src.db.engine import database_dsn, normalize_dsn
 from src.db.session_store import PostgresSessionStore
@@ -45,8 +46,19 @@ async def purge_expired_sessions(ctx: dict[str, Any]) -> None:
     await PostgresSessionStore.purge_expired()
 
 
-FUNCTIONS = [ping, purge_expired_sessions]
-CRON_JOBS = [CronJob(purge_expired_sessions, cron="17 * * * *")]
+async def refresh_tokens(ctx: dict[str, Any]) -> dict[str, int]:
+    """Refresh access tokens before they expire (each at a quarter of its lifetime)."""
+    return await accounts.refresh_due(ctx["settings"])
+
+
+FUNCTIONS = [ping, purge_expired_sessions, refresh_tokens]
+
+
+def cron_jobs(settings: Settings) -> list[CronJob]:
+    return [
+        CronJob(purge_expired_sessions, cron="17 * * * *"),
+        CronJob(refresh_tokens, cron=settings.refresh_cron, timeout=300),
+    ]
 
 
 # -- heartbeat --------------------------------------------------------------------------
@@ -101,7 +113,7 @@ def make_worker(settings: Settings, queue: Queue) -> Worker:
     return Worker(
         queue,
         functions=FUNCTIONS,
-        cron_jobs=CRON_JOBS,
+        cron_jobs=cron_jobs(settings),
         concurrency=settings.worker_concurrency,
         startup=[startup],
         shutdown=[shutdown],

@@ -119,3 +119,36 @@ class Browser:
         response = self.welcome()
         assert response.status_code in (302, 303), response.text
         return email
+
+    # -- connecting platform accounts through the sandbox consent screens -----------------
+    def start_connect(self, platform: str) -> httpx.Response:
+        """POST the Connect button; return the platform's consent page."""
+        response = self.post(f"/connections/{platform}/connect")
+        assert response.status_code in (302, 303), response.text
+        return self.http.get(response.headers["location"])
+
+    def grant(
+        self,
+        consent_page: httpx.Response,
+        decision: str = "allow",
+        identity: int = 0,
+        untick: tuple[str, ...] = (),
+    ) -> httpx.Response:
+        """Submit a platform consent form as a person would; return the redirect back."""
+        form = next(f for f in forms_of(consent_page.text) if f["method"] == "post")
+        radios = [f["value"] for f in form["fields"] if f.get("type") == "radio"]
+        scopes = [
+            f["value"]
+            for f in form["fields"]
+            if f.get("name") == "scope" and f["value"] not in untick
+        ]
+        data = hidden_fields(form) | {"decision": decision, "identity": radios[identity]}
+        action = urljoin(str(consent_page.url), form["action"])
+        back = self.http.post(action, data={**data, "scope": scopes})
+        assert back.status_code in (302, 303), back.text
+        return back
+
+    def connect(self, platform: str, **grant) -> httpx.Response:
+        """The whole connect flow; returns the page the app lands on."""
+        back = self.grant(self.start_connect(platform), **grant)
+        return self.follow(self.http.get(back.headers["location"]))

@@ -3,6 +3,8 @@ operator's app credentials, or the mounted sandbox with its well-known test apps
 
 from __future__ import annotations
 
+import importlib
+
 from src.config import Settings
 from src.publishers.base import Endpoints, Publisher
 
@@ -62,7 +64,7 @@ def _sandbox_endpoints(platform: str, settings: Settings) -> Endpoints:
 
 
 def get_publisher(platform: str, settings: Settings) -> Publisher:
-    from src.publishers import facebook, instagram, tiktok, x
-
-    modules = {"facebook": facebook, "instagram": instagram, "tiktok": tiktok, "x": x}
-    return modules[platform].make(endpoints(platform, settings))
+    if platform not in PLATFORMS:
+        raise KeyError(platform)
+    module = importlib.import_module(f"src.publishers.{platform}")
+    return module.make(endpoints(platform, settings))

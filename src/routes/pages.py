@@ -21,11 +21,6 @@ EMPTY_STATES = {
         "Scheduled and published posts appear here, in your time zone.",
     ),
     "posts": ("Posts", "No posts yet", "Every post you schedule, with each platform's outcome."),
-    "connections": (
-        "Connections",
-        "No accounts connected",
-        "Connect Facebook Pages, Instagram, TikTok and X accounts.",
-    ),
     "content": (
         "Content",
         "Posts as files",
