@@ -1,0 +1,1 @@
+from tests.sandbox.conftest import _sandbox_server, media_host, sandbox  # noqa: F401
