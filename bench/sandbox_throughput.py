@@ -5,6 +5,12 @@ machine) runs under uvicorn (uvloop, httptools) in its own process on a free por
 httpx2 AsyncClient sends N requests at concurrency C per case. Prints the median of R runs.
 
     .venv/bin/python bench/sandbox_throughput.py [--requests 5000] [--concurrency 32] [--runs 3]
+                                                 [--clients 1]
+
+One httpx2 client costs several times more CPU per request than the server, so on a small
+machine the client is the limit: compare with the bare-Litestar ceiling, and read the
+"server max req/s" column (1 / server CPU per request) for the sandbox's own capacity.
+`--clients P` spreads the load over P client processes where there are cores to spare.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,6 +168,7 @@ async def send(client: httpx2.AsyncClient, case: Case, count: int, concurrency: 
 
 
 async def run(url: str, pid: int, case: Case, args: argparse.Namespace) -> Result:
+    """One run from this process: one AsyncClient, `concurrency` workers."""
     c = args.concurrency
     limits = httpx2.Limits(max_connections=c, max_keepalive_connections=c)
     async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
@@ -174,15 +182,53 @@ async def run(url: str, pid: int, case: Case, args: argparse.Namespace) -> Resul
     return Result(args.requests / elapsed, server_us, client_us, failures)
 
 
-def measure(url: str, pid: int, case: Case, args: argparse.Namespace) -> list[Result]:
-    return [asyncio.run(run(url, pid, case, args)) for _ in range(args.runs)]
+def share(url: str, case: Case, count: int, concurrency: int, start_at: float) -> tuple:
+    """One client process's part of a run (--clients > 1): warm up, wait for the common
+    start (CLOCK_MONOTONIC is system-wide), send. Returns (started, finished, cpu, failures)."""
+
+    async def go() -> tuple:
+        limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+            await send(client, case, min(count, 300), concurrency)
+            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+            cpu, started = time.process_time(), time.monotonic()
+            failures = await send(client, case, count, concurrency)
+            return started, time.monotonic(), time.process_time() - cpu, failures
+
+    return asyncio.run(go())
+
+
+def run_spread(url: str, pid: int, case: Case, args: argparse.Namespace, pool) -> Result:
+    """One run from `args.clients` processes sharing the requests and the concurrency."""
+    p, start_at = args.clients, time.monotonic() + 3
+    jobs = [
+        pool.submit(share, url, case, args.requests // p, args.concurrency // p, start_at)
+        for _ in range(p)
+    ]
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    server = cpu_seconds(pid)
+    shares = [job.result() for job in jobs]
+    server_cpu = cpu_seconds(pid) - server
+    sent = args.requests // p * p
+    elapsed = max(s[1] for s in shares) - min(s[0] for s in shares)
+    cpu = sum(s[2] for s in shares)
+    return Result(
+        sent / elapsed, server_cpu * 1e6 / sent, cpu * 1e6 / sent, sum(s[3] for s in shares)
+    )
+
+
+def measure(url: str, pid: int, case: Case, args: argparse.Namespace, pool) -> list[Result]:
+    if pool is None:
+        return [asyncio.run(run(url, pid, case, args)) for _ in range(args.runs)]
+    return [run_spread(url, pid, case, args, pool) for _ in range(args.runs)]
 
 
 def report(results: list[tuple[Case, list[Result]]], args: argparse.Namespace) -> None:
     ceiling = statistics.median(r.rate for r in results[0][1])
     print(
         f"\nSandbox throughput: httpx2 {httpx2.__version__}, N={args.requests}, "
-        f"c={args.concurrency}, median of {args.runs}, {os.cpu_count()} CPUs, "
+        f"c={args.concurrency}, {args.clients} client process(es), median of {args.runs}, "
+        f"{os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}\n"
     )
     header = (
@@ -215,6 +261,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=1,
+        help="client processes sharing the requests and the concurrency (default 1)",
+    )
     parser.add_argument("--serve", choices=["hello", "sandbox"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -223,13 +275,16 @@ def main() -> None:
         serve(args.serve, args.port)
         return
     results = []
+    pool = ProcessPoolExecutor(args.clients) if args.clients > 1 else None
     for kind in ("hello", "sandbox"):
         process, url = start(kind)
         try:
             for case in (c for c in CASES if c.server == kind):
-                results.append((case, measure(url, process.pid, case, args)))
+                results.append((case, measure(url, process.pid, case, args, pool)))
         finally:
             stop(process)
+    if pool is not None:
+        pool.shutdown()
     report(results, args)
 
 

@@ -486,3 +486,12 @@ def test_journey_sign_in_through_discovery(sandbox):
         "/token",
         "/revoke",
     ]
+
+
+def test_device_flow_is_refused_for_a_web_client(sandbox):
+    response = httpx.post(f"{sandbox.url}/google/device/code", data={"client_id": CLIENT_ID})
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "invalid_client",
+        "error_description": "Invalid client type.",
+    }
