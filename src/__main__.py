@@ -5,6 +5,7 @@ working directory is loaded first (Litestar's own loader looks elsewhere)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -56,13 +57,21 @@ def run(host: str | None, port: int | None, no_worker: bool) -> None:
     from src.db.engine import database_dsn
 
     settings = get_settings()
+    host, port = host or settings.host, port or settings.port
+    settings = dataclasses.replace(settings, host=host, port=port)  # public URL follows
     database_dsn()  # starts the embedded PostgreSQL when no database is configured
     asyncio.run(_migrate())
     app = create_app(settings, worker=not no_worker)
-    host, port = host or settings.host, port or settings.port
     mode = "sandbox platforms" if settings.sandbox_enabled else "real platforms"
     click.echo(f"OKKTOPUS on http://{host}:{port} ({mode}; worker: {not no_worker})")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        timeout_graceful_shutdown=5,  # a hung request must not hold a deploy hostage
+    )
 
 
 @click.command("worker")
@@ -109,6 +118,9 @@ def main() -> None:
     _load_dotenv()
     os.environ.setdefault("LITESTAR_APP", "src.app:create_app")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # HTTP clients log full URLs at INFO; a URL may carry a code or a token.
+    for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     from litestar.cli.main import litestar_group
 
     for command in (run, worker, migrate, sandbox):

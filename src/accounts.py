@@ -7,6 +7,7 @@ advisory lock, because a rotating refresh token used twice kills the connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ EXPIRES_SOON = timedelta(days=7)  # warn ahead of an expiry that needs the perso
 REFRESH_MIN_MARGIN = timedelta(seconds=10)
 REFRESH_FRACTION = 0.25  # refresh when a quarter of the token's lifetime is left
 HELD = "account_disconnected"
+REFRESHABLE = ("tiktok", "x")  # Meta tokens cannot be refreshed, only reconnected
 
 
 @cache
@@ -167,7 +169,7 @@ async def refresh_due(settings: Settings, concurrency: int = 8) -> dict[str, int
     candidates = await Account.objects().where(
         (Account.status == "active") & Account.access_expires_at.is_not_null()
     )
-    due = [a for a in candidates if needs_refresh(a)]
+    due = [a for a in candidates if a.platform in REFRESHABLE and needs_refresh(a)]
     gate = asyncio.Semaphore(concurrency)
     outcome = {"refreshed": 0, "reconnect": 0, "failed": 0}
 
@@ -202,7 +204,12 @@ async def disconnect(user_id: int, account_id: int, settings: Settings) -> Disco
         account = await owned(user_id, account_id)
         title = account.display_name or account.handle
         revoked, message = True, f"{title} is disconnected and its access was revoked."
-        if account.access_token:
+        if account.access_token and await _shares_grant(account):
+            message = (
+                f"{title} is disconnected and its tokens are deleted. Access stays granted at "
+                "Meta while your other Facebook or Instagram accounts here use it."
+            )
+        elif account.access_token:
             try:
                 publisher = get_publisher(account.platform, settings)
                 await publisher.revoke(tokens_of(account, settings), _as_found(account, settings))
@@ -236,6 +243,30 @@ async def disconnect(user_id: int, account_id: int, settings: Settings) -> Disco
     return Disconnected(await owned(user_id, account_id), revoked, message)
 
 
+async def _shares_grant(account: Account) -> bool:
+    """Meta grants access per person, not per Page: revoking for one Page would cut off
+    every other Page and Instagram account connected through the same login."""
+    if account.platform not in ("facebook", "instagram"):
+        return False
+    user_id = _meta(account).get("user_id")
+    if not user_id:
+        return False
+    others = await Account.objects().where(
+        (Account.user == account.user)
+        & Account.platform.is_in(["facebook", "instagram"])
+        & (Account.status == "active")
+        & (Account.id != account.id)
+    )
+    return any(_meta(other).get("user_id") == user_id for other in others)
+
+
+def _meta(account: Account) -> dict[str, Any]:
+    meta = account.meta
+    if isinstance(meta, str):
+        meta = json.loads(meta or "{}")
+    return meta if isinstance(meta, dict) else {}
+
+
 def _as_found(account: Account, settings: Settings) -> DiscoveredAccount:
     return DiscoveredAccount(
         platform=account.platform,
@@ -246,7 +277,7 @@ def _as_found(account: Account, settings: Settings) -> DiscoveredAccount:
         tokens=tokens_of(account, settings),
         facebook_page_id=account.facebook_page_id,
         instagram_business_id=account.instagram_business_id,
-        meta=account.meta if isinstance(account.meta, dict) else {},
+        meta=_meta(account),
     )
 
 

@@ -28,6 +28,7 @@ class Settings:
     database_url: str = ""  # unset: embedded PostgreSQL in data_dir
     queue_url: str = ""  # unset: the same PostgreSQL; redis://… uses Redis
     worker_concurrency: int = 20
+    http_timeout_s: float = 30.0  # outbound calls to platforms
     refresh_cron: str = "* * * * * */20"  # token refresh job (cron with seconds last)
     worker_shutdown_grace_s: int = 2  # jobs cut short resume safely (claims + sweeper)
     # Secrets (generated once in data_dir for development when unset)

@@ -92,6 +92,7 @@ class AppServer:
             "OKK_HOST": "127.0.0.1",
             "OKK_PORT": str(self.port),
             "OKK_SANDBOX": "1",
+            "OKK_HTTP_TIMEOUT_S": "5",
             **(env or {}),
         }
         self.process: subprocess.Popen | None = None

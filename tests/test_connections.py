@@ -80,9 +80,10 @@ async def test_reconnect_updates_in_place_and_keeps_the_refresh_token(server, sa
     (again,) = await accounts_of(email)
     assert again.id == first.id  # updated in place, never a duplicate row
     settings = app_settings(server)
-    assert accounts.tokens_of(again, settings).access_token != accounts.tokens_of(
-        first, settings
-    ).access_token
+    assert (
+        accounts.tokens_of(again, settings).access_token
+        != accounts.tokens_of(first, settings).access_token
+    )
     # A platform answer without a refresh token never erases the stored one.
     kept = accounts.tokens_of(again, settings).refresh_token
     found = DiscoveredAccount(
@@ -168,7 +169,7 @@ async def test_token_endpoint_failure_is_a_clear_message(server, sandbox_admin, 
     ).raise_for_status()
     started = time.monotonic()
     page = browser.follow(browser.http.get(back.headers["location"], timeout=60))
-    assert time.monotonic() - started < 45
+    assert time.monotonic() - started < 20  # the app gives up, the person is told
     assert "unavailable" in page.text.lower() or "try again" in page.text.lower()
     assert await accounts_of(email) == []
 

@@ -67,4 +67,4 @@ def get_publisher(platform: str, settings: Settings) -> Publisher:
     if platform not in PLATFORMS:
         raise KeyError(platform)
     module = importlib.import_module(f"src.publishers.{platform}")
-    return module.make(endpoints(platform, settings))
+    return module.make(endpoints(platform, settings), timeout=settings.http_timeout_s)

@@ -11,7 +11,7 @@ from litestar.params import Body
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
 
-from src import audit, users
+from src import audit, http, users
 from src.db.session_store import rotate_session_id
 from src.signin import SignInRefused
 from src.web import SESSION_USER, current_user, render
@@ -26,7 +26,11 @@ class AuthController(Controller):
 
     @get("/login")
     async def login(self, request: Request) -> Redirect:
-        url, pending = await request.app.state.oidc.start()
+        try:
+            url, pending = await request.app.state.oidc.start()
+        except http.HTTPError:
+            flash(request, "The sign-in service cannot be reached. Try again shortly.", "error")
+            return Redirect("/")
         request.session[PENDING] = pending
         return Redirect(url)
 

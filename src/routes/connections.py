@@ -114,7 +114,7 @@ class ConnectionsController(Controller):
             "pages/connections_pick.html",
             active="connections",
             candidates=candidates,
-            title=TITLES[candidates[0].platform],
+            title="Facebook",
         )
 
     @post("/pick")
