@@ -101,6 +101,29 @@ def worker() -> None:
     asyncio.run(main())
 
 
+@click.command("rotate-keys")
+def rotate_keys() -> None:
+    """Re-encrypt every stored token with the newest key of OKK_TOKEN_KEYS."""
+    from src.accounts import reencrypt_all
+    from src.config import get_settings
+    from src.db.engine import database_dsn
+
+    settings = get_settings()
+    database_dsn()
+
+    async def main() -> int:
+        from piccolo.engine import engine_finder
+
+        engine = engine_finder()
+        await engine.start_connection_pool(min_size=1, max_size=2)
+        try:
+            return await reencrypt_all(settings)
+        finally:
+            await engine.close_connection_pool()
+
+    click.echo(f"Re-encrypted {asyncio.run(main())} secrets with the newest key.")
+
+
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=8100, type=int)
@@ -123,7 +146,7 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     from litestar.cli.main import litestar_group
 
-    for command in (run, worker, migrate, sandbox):
+    for command in (run, worker, migrate, rotate_keys, sandbox):
         litestar_group.add_command(command)
     litestar_group.name = "okktopus"
     sys.exit(litestar_group())

@@ -18,7 +18,7 @@ from piccolo.engine import engine_finder
 
 from src import audit
 from src.config import Settings
-from src.db.tables import Account, PostTarget
+from src.db.tables import Account, ContentSource, PostTarget
 from src.publishers.base import DiscoveredAccount, PlatformError, TokenSet
 from src.publishers.registry import get_publisher
 from src.security import TokenCipher
@@ -279,6 +279,25 @@ def _as_found(account: Account, settings: Settings) -> DiscoveredAccount:
         instagram_business_id=account.instagram_business_id,
         meta=_meta(account),
     )
+
+
+# -- key rotation ------------------------------------------------------------------------
+async def reencrypt_all(settings: Settings) -> int:
+    """Re-encrypt every stored secret with the newest key (OKK_TOKEN_KEYS lists it first),
+    so the old keys can then be removed."""
+    c = cipher(settings)
+    count = 0
+    async with engine_finder().transaction():
+        for table, columns in (
+            (Account, (Account.access_token, Account.refresh_token)),
+            (ContentSource, (ContentSource.access_token, ContentSource.webhook_secret)),
+        ):
+            rows = await table.select(table.id, *columns).lock_rows("UPDATE")
+            for row in rows:
+                values = {col: c.rotate(row[col._meta.name]) for col in columns}
+                await table.update(values).where(table.id == row["id"])
+                count += sum(1 for col in columns if row[col._meta.name])
+    return count
 
 
 # -- queries -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from litestar import Litestar, asgi
 from litestar.config.csrf import CSRFConfig
+from litestar.logging.config import LoggingConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.plugins.flash import FlashConfig, FlashPlugin
@@ -117,6 +118,11 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         },
         request_max_body_size=10 * 1024 * 1024,
         openapi_config=None,
+        logging_config=LoggingConfig(
+            log_exceptions="always",
+            disable_stack_trace={401, 403, 404, 405, 413, 429},
+            loggers={"httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}},
+        ),
         debug=settings.debug,
     )
     app.state.settings = settings

@@ -86,23 +86,22 @@ class Settings:
 
 def _coerce(value: Any, kind: Any) -> Any:
     """Turn a TOML or environment value into the field's declared type."""
-    text = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    name = str(kind)
     if isinstance(value, str):
-        if "bool" in str(kind):
-            if value.strip() == "" and "None" in str(kind):
-                return None
-            return value.strip().lower() in {"1", "true", "yes", "on"}
-        if kind is int:
-            return int(value)
-        if kind is Path:
-            return Path(value)
-        if "tuple" in str(kind):
-            return tuple(item.strip() for item in value.split(",") if item.strip())
+        text = value.strip()
+        if "bool" in name:
+            if not text and "None" in name:
+                return None  # "auto"
+            return text.lower() in {"1", "true", "yes", "on"}
+        if kind in (int, float, Path):
+            return kind(text)
+        if "tuple" in name:
+            return tuple(item.strip() for item in text.split(",") if item.strip())
         return value
-    if "tuple" in str(kind) and isinstance(value, list):
+    if "tuple" in name and isinstance(value, list):
         return tuple(str(item) for item in value)
-    if kind is Path or text == "Path":
-        return Path(value)
+    if kind in (float, Path):
+        return kind(value)
     return value
 
 

@@ -4,6 +4,7 @@ sandbox platforms over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import re
 import dataclasses
 import time
 
@@ -360,3 +361,68 @@ async def _scheduled_target(email: str, account: Account) -> PostTarget:
     )
     await target.save()
     return target
+
+
+# -- Facebook Pages and Instagram ---------------------------------------------------------
+async def test_facebook_page_picker_then_instagram_behind_one_page(server, sandbox_admin):
+    browser = Browser(server.url)
+    email = browser.signed_in_user()
+    back = browser.grant(browser.start_connect("facebook"))
+    picker = browser.follow(browser.http.get(back.headers["location"]))
+    assert picker.url.path == "/connections/pick", (picker.status_code, server.logs())
+    assert "Okk Bakery" in picker.text and "Okk Books" in picker.text
+    token = browser.csrf_token()
+    ids = re.findall(r'name="account" value="(\d+)"', picker.text)
+    assert len(ids) == 2
+    done = browser.follow(
+        browser.http.post("/connections/pick", data={"account": ids, "_csrf_token": token})
+    )
+    assert "Connected: Okk Bakery, Okk Books" in done.text
+    page = browser.connect("instagram")
+    assert "okkbakery" in page.text
+    rows = await accounts_of(email)
+    assert sorted((a.platform, a.handle) for a in rows) == [
+        ("facebook", "Okk Bakery"),
+        ("facebook", "Okk Books"),
+        ("instagram", "okkbakery"),
+    ]
+    instagram = next(a for a in rows if a.platform == "instagram")
+    bakery = next(a for a in rows if a.handle == "Okk Bakery")
+    assert instagram.facebook_page_id == bakery.external_id
+    assert instagram.instagram_business_id == instagram.external_id
+    # Disconnecting one Page must not cut off the others (Meta grants per person).
+    row = browser.post(f"/connections/{bakery.id}/disconnect", headers={"hx-request": "true"})
+    assert "Access stays granted" in row.text
+    books = next(a for a in rows if a.handle == "Okk Books")
+    token = accounts.tokens_of(books, app_settings(server)).access_token
+    me = httpx.get(
+        f"{server.url}/sandbox/facebook/graph/v24.0/me",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert me.status_code == 200
+
+
+async def test_picking_nothing_connects_nothing(server, sandbox_admin):
+    browser = Browser(server.url)
+    email = browser.signed_in_user()
+    back = browser.grant(browser.start_connect("facebook"))
+    browser.follow(browser.http.get(back.headers["location"]))
+    page = browser.follow(browser.post("/connections/pick", {}))
+    assert "no account was selected" in page.text
+    assert await accounts_of(email) == []
+
+
+async def test_instagram_without_a_linked_business_account_is_explained(server, sandbox_admin):
+    browser = Browser(server.url)
+    email = browser.signed_in_user()
+    page = browser.connect("instagram", identity=1)  # Frank's page has no Instagram
+    assert "No Instagram business account" in page.text
+    assert await accounts_of(email) == []
+
+
+async def test_facebook_declined_permission_is_named(server, sandbox_admin):
+    browser = Browser(server.url)
+    email = browser.signed_in_user()
+    page = browser.connect("facebook", untick=("pages_manage_posts",))
+    assert "pages_manage_posts" in page.text
+    assert await accounts_of(email) == []
