@@ -4,8 +4,8 @@ sandbox platforms over real HTTP."""
 from __future__ import annotations
 
 import asyncio
-import re
 import dataclasses
+import re
 import time
 
 import httpx
