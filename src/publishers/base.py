@@ -120,3 +120,83 @@ class Publisher(Protocol):
     async def revoke(self, tokens: TokenSet, account: DiscoveredAccount) -> None:
         """Revoke our access at the platform (raises PlatformError on failure)."""
         ...
+
+
+# -- publishing ---------------------------------------------------------------------------
+@dataclass
+class MediaItem:
+    """One attached file. Platforms that pull media get `url` (a short-lived signed URL
+    on OKK_BASE_URL); platforms we upload to read the bytes from `path` in chunks."""
+
+    path: str
+    url: str
+    content_type: str  # decided from the content, e.g. image/jpeg, video/mp4
+    bytes: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.content_type.startswith("video/")
+
+
+@dataclass
+class PublishRequest:
+    """Everything one target needs: the account at the platform, its tokens, the text
+    (already resolved from the post or the override), media and per-platform options."""
+
+    target_id: int
+    text: str
+    media: list[MediaItem]
+    options: dict[str, Any]
+    account: DiscoveredAccount  # external_id, facebook_page_id, instagram_business_id, meta
+    tokens: TokenSet
+
+
+@dataclass
+class StepResult:
+    """What a publish attempt reached. `progress` always holds every platform id made
+    so far (container, publish_id, media ids). Not done: come back in `wait_s`."""
+
+    progress: dict[str, Any]
+    done: bool = False
+    platform_post_id: str | None = None
+    url: str | None = None
+    wait_s: float = 0.0
+
+
+class Unconfirmed(Exception):
+    """The irreversible step may or may not have happened and the platform cannot tell
+    us: the target becomes `unconfirmed`, shown to the person, never retried blindly."""
+
+
+# checkpoint(progress) stores progress durably before the publisher goes on.
+Checkpoint = Any  # Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class PublishingPublisher(Protocol):
+    """The publish side of a platform module (the same object as Publisher).
+
+    publish(): run from `progress` as far as possible. Call `await checkpoint(progress)`
+    after each intermediate platform id is known, and, right BEFORE the irreversible
+    call that makes the post public (tweet create, media_publish, feed/photos/videos
+    POST, TikTok init), set progress["attempting"] = "<step name>" and checkpoint it.
+    Clear it (and set the result ids) once the call answered. Return StepResult(done=True,
+    platform_post_id, url) when public; StepResult(done=False, wait_s=N) while the
+    platform processes; raise PlatformError for failures (kind decides retry/fail).
+
+    recover(): called instead of blindly retrying when progress["attempting"] is set
+    (a crash or a timeout during the irreversible call). Look at the platform (container
+    status, TikTok status/fetch, the account's recent posts matching the text/marker):
+    return StepResult(done=True, …) when the post exists, None when it certainly does not
+    (safe to publish again), raise Unconfirmed when it cannot know."""
+
+    async def publish(
+        self, request: PublishRequest, progress: dict[str, Any], checkpoint: Checkpoint
+    ) -> StepResult: ...
+
+    async def recover(
+        self, request: PublishRequest, progress: dict[str, Any]
+    ) -> StepResult | None: ...
