@@ -29,6 +29,10 @@ class Settings:
     queue_url: str = ""  # unset: the same PostgreSQL; redis://… uses Redis
     worker_concurrency: int = 20
     http_timeout_s: float = 30.0  # outbound calls to platforms
+    publish_loops: int = 4  # concurrent claim-and-publish loops per worker
+    publish_batch: int = 50  # targets claimed at once by a loop
+    publish_poll_s: float = 0.5  # longest sleep when nothing is due
+    claim_lease_s: int = 120  # a claim without a checkpoint this long is presumed dead
     refresh_cron: str = "* * * * * */20"  # token refresh job (cron with seconds last)
     worker_shutdown_grace_s: int = 2  # jobs cut short resume safely (claims + sweeper)
     # Secrets (generated once in data_dir for development when unset)

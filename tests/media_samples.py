@@ -13,14 +13,11 @@ def mp4_bytes(size: int = 64 * 1024) -> bytes:
 
 
 def jpeg_bytes(width: int = 1080, height: int = 1080) -> bytes:
-    """A real JPEG image made with Pillow when installed, else a minimal JFIF header."""
-    try:
-        from io import BytesIO
+    """A real JPEG image made with Pillow."""
+    from io import BytesIO
 
-        from PIL import Image
-    except ImportError:
-        header = struct.pack(">H", 16) + b"JFIF\0\1\1\0\0\1\0\1\0\0"
-        return b"\xff\xd8\xff\xe0" + header + b"\xff\xd9"
+    from PIL import Image
+
     buffer = BytesIO()
     Image.new("RGB", (width, height), (200, 80, 40)).save(buffer, "JPEG", quality=80)
     return buffer.getvalue()

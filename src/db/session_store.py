@@ -56,9 +56,9 @@ class PostgresSessionStore(Store):
         renew = _seconds(renew_for)
         if renew:
             rows = await Session.raw(
-                "UPDATE sessions SET expires_at = now() + {} * interval '1 second' "
+                "UPDATE sessions SET expires_at = now() + make_interval(secs => {}) "
                 "WHERE id = {} AND expires_at > now() RETURNING data",
-                renew,
+                float(renew),
                 key,
             )
         else:
