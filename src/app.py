@@ -22,10 +22,11 @@ from piccolo.engine import engine_finder
 from src import http, jobs
 from src.config import ROOT, Settings, get_settings
 from src.db.session_store import PostgresSessionStore, SessionConfig
-from src.routes import auth, banners, connections, health, pages
+from src.routes import auth, banners, compose, connections, health, pages
+from src.routes import posts as posts_routes
 from src.routes import settings as settings_routes
 from src.signin import OidcProvider, client_config
-from src.web import CurrentUserMiddleware, http_error, not_authorized
+from src.web import CurrentUserMiddleware, http_error, not_authorized, register_filters
 
 PUBLIC_PREFIXES = ["/static", "/sandbox", "/healthz"]
 
@@ -63,7 +64,9 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         cookie_secure=settings.secure_cookies,
         exclude=["/sandbox", "/hooks"],
     )
-    template_config = TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine)
+    template_config = TemplateConfig(
+        directory=ROOT / "templates", engine=JinjaTemplateEngine, engine_callback=register_filters
+    )
     handlers: list = [
         health.healthz,
         auth.AuthController,
@@ -73,6 +76,9 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         settings_routes.settings_page,
         connections.ConnectionsController,
         banners.banners,
+        compose.ComposeController,
+        compose.EditController,
+        posts_routes.PostsController,
         create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
     ]
     sandbox_app = None

@@ -13,7 +13,7 @@ from typing import Any
 
 from saq import CronJob, Queue, Worker
 
-from src import accounts
+from src import accounts, publishing
 from src.config import Settings
 from src.db.engine import database_dsn, normalize_dsn
 from src.db.session_store import PostgresSessionStore
@@ -46,18 +46,24 @@ async def purge_expired_sessions(ctx: dict[str, Any]) -> None:
     await PostgresSessionStore.purge_expired()
 
 
+async def sweep_claims(ctx: dict[str, Any]) -> int:
+    """Release claims of workers that died mid-publish (they resume, checking first)."""
+    return await publishing.sweep(ctx["settings"].claim_lease_s)
+
+
 async def refresh_tokens(ctx: dict[str, Any]) -> dict[str, int]:
     """Refresh access tokens before they expire (each at a quarter of its lifetime)."""
     return await accounts.refresh_due(ctx["settings"])
 
 
-FUNCTIONS = [ping, purge_expired_sessions, refresh_tokens]
+FUNCTIONS = [ping, purge_expired_sessions, refresh_tokens, sweep_claims]
 
 
 def cron_jobs(settings: Settings) -> list[CronJob]:
     return [
         CronJob(purge_expired_sessions, cron="17 * * * *"),
         CronJob(refresh_tokens, cron=settings.refresh_cron, timeout=300),
+        CronJob(sweep_claims, cron="* * * * * */5", timeout=60),
     ]
 
 
@@ -101,13 +107,17 @@ async def last_heartbeat_age() -> float | None:
 def make_worker(settings: Settings, queue: Queue) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
-        ctx["heartbeat"] = asyncio.create_task(_heartbeat_loop(worker_id()))
+        me = worker_id()
+        ctx["background"] = [asyncio.create_task(_heartbeat_loop(me))] + [
+            asyncio.create_task(publishing.dispatch_loop(settings, me))
+            for _ in range(settings.publish_loops)
+        ]
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        task = ctx.get("heartbeat")
-        if task is not None:
+        for task in ctx.get("background", []):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        for task in ctx.get("background", []):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
     return Worker(

@@ -3,7 +3,9 @@ the common context, and turning errors into pages (or htmx redirects)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
@@ -45,6 +47,21 @@ def signed_in(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         raise NotAuthorizedException("Please sign in.")
     if user.age_confirmed_at is None or user.policy_accepted_at is None:
         raise NotAuthorizedException("welcome")
+
+
+def localtime(moment: datetime | None, zone: str = "UTC", fmt: str = "%a %d %b %Y, %H:%M") -> str:
+    """A UTC moment shown in the person's zone (Jinja filter)."""
+    if moment is None:
+        return ""
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz, zone = ZoneInfo("UTC"), "UTC"
+    return f"{moment.astimezone(tz).strftime(fmt)} ({zone})"
+
+
+def register_filters(engine: Any) -> None:
+    engine.engine.filters["localtime"] = localtime
 
 
 def render(request: Request, template: str, *, active: str = "", **context: Any) -> Template:

@@ -10,17 +10,11 @@ from src.web import current_user, render, signed_in
 POLICY_UPDATED = "29 November 2026"
 
 EMPTY_STATES = {
-    "compose": (
-        "Compose",
-        "Write once, publish everywhere",
-        "Connect an account first, then write a post for all of them at once.",
-    ),
     "calendar": (
         "Calendar",
         "Nothing scheduled yet",
         "Scheduled and published posts appear here, in your time zone.",
     ),
-    "posts": ("Posts", "No posts yet", "Every post you schedule, with each platform's outcome."),
     "content": (
         "Content",
         "Posts as files",

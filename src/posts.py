@@ -1,0 +1,358 @@
+"""The scheduling domain: schedule, update, reschedule, cancel, publish_now, retry.
+
+The composer, the calendar, the YAML sync and the jobs all call these functions; none
+of them writes posts or targets on its own. Times are stored in UTC together with the
+IANA zone they were written in."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from piccolo.engine import engine_finder
+
+from src import rules
+from src.db.tables import Account, Media, Post, PostMedia, PostTarget
+from src.publishers.base import MediaItem
+
+# Target states. `processing`: waiting on the platform; `held`: account disconnected.
+PENDING = ("scheduled", "retrying", "processing", "held")
+STARTED = ("publishing", "processing", "published", "unconfirmed")
+FINAL = ("published", "failed", "cancelled", "unconfirmed")
+
+
+@dataclass
+class TargetSpec:
+    account_id: int
+    text: str | None = None  # None: inherit the post's text
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PostSpec:
+    text: str
+    targets: list[TargetSpec]
+    publish_at: datetime | None = None  # timezone-aware; None with draft=False means now
+    timezone: str = "UTC"
+    media_ids: list[int] = field(default_factory=list)
+    draft: bool = False
+    # Where a file-defined post came from (content sync); empty for the composer.
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+class PostRefused(Exception):
+    """The post cannot be saved as asked; `problems` say why, per platform."""
+
+    def __init__(self, problems: list[rules.Problem]) -> None:
+        super().__init__("; ".join(p.message for p in problems))
+        self.problems = problems
+
+
+class NotFound(Exception):
+    pass
+
+
+# -- reading ------------------------------------------------------------------------------
+async def owned_post(user_id: int, post_id: int) -> Post:
+    post = await Post.objects().get((Post.id == post_id) & (Post.user == user_id))
+    if post is None:
+        raise NotFound(post_id)
+    return post
+
+
+async def targets_of(post_id: int) -> list[PostTarget]:
+    return await PostTarget.objects().where(PostTarget.post == post_id).order_by(PostTarget.id)
+
+
+async def media_of(post_id: int) -> list[Media]:
+    links = (
+        await PostMedia.select(PostMedia.media)
+        .where(PostMedia.post == post_id)
+        .order_by(PostMedia.position)
+    )
+    ids = [link["media"] for link in links]
+    if not ids:
+        return []
+    rows = {m.id: m for m in await Media.objects().where(Media.id.is_in(ids))}
+    return [rows[i] for i in ids if i in rows]
+
+
+def media_facts(media: Media) -> MediaItem:
+    """What the rules need to know of a file (no path or URL)."""
+    return MediaItem(
+        path="",
+        url="",
+        content_type=media.content_type,
+        bytes=media.bytes,
+        sha256=media.sha256,
+        width=media.width,
+        height=media.height,
+        duration_ms=media.duration_ms,
+    )
+
+
+def account_meta(account: Account) -> dict[str, Any]:
+    meta = account.meta
+    if isinstance(meta, str):
+        meta = json.loads(meta or "{}")
+    return meta if isinstance(meta, dict) else {}
+
+
+# -- validation ---------------------------------------------------------------------------
+async def _validate(user_id: int, spec: PostSpec, now: datetime) -> dict[int, Account]:
+    """Everything a platform would refuse that we can know now. Returns the accounts."""
+    problems: list[rules.Problem] = []
+    if not spec.targets:
+        problems.append(rules.Problem("", "accounts", "Choose at least one account.", "error"))
+    ids = [t.account_id for t in spec.targets]
+    found = await Account.objects().where((Account.user == user_id) & Account.id.is_in(ids or [0]))
+    accounts = {a.id: a for a in found}
+    media = await owned_media(user_id, spec.media_ids)
+    facts = [media_facts(m) for m in media]
+    for target in spec.targets:
+        account = accounts.get(target.account_id)
+        if account is None:
+            problems.append(rules.Problem("", "accounts", "Unknown account.", "error"))
+            continue
+        if account.status != "active" and not spec.draft:
+            problems.append(
+                rules.Problem(
+                    account.platform,
+                    "accounts",
+                    f"{account.display_name or account.handle} needs reconnecting before "
+                    "it can publish.",
+                    "error",
+                )
+            )
+        text = spec.text if target.text is None else target.text
+        problems += rules.check(
+            account.platform, text, facts, target.options, account_meta(account)
+        )
+    if not spec.draft:
+        problems += rules.check_schedule(spec.publish_at or now, now)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise PostRefused(errors)
+    return accounts
+
+
+async def owned_media(user_id: int, media_ids: list[int]) -> list[Media]:
+    if not media_ids:
+        return []
+    rows = await Media.objects().where((Media.user == user_id) & Media.id.is_in(media_ids))
+    by_id = {m.id: m for m in rows}
+    missing = [i for i in media_ids if i not in by_id]
+    if missing:
+        raise PostRefused([rules.Problem("", "media", "A media file is missing.", "error")])
+    return [by_id[i] for i in media_ids]
+
+
+# -- writing ------------------------------------------------------------------------------
+def post_status(statuses: list[str]) -> str:
+    """A post's status from its targets' (what the calendar colours)."""
+    if not statuses:
+        return "draft"
+    states = set(statuses)
+    if states <= {"draft"}:
+        return "draft"
+    if states <= {"cancelled"}:
+        return "cancelled"
+    if states & {"publishing", "processing"}:
+        return "publishing"
+    if states & {"scheduled", "retrying", "held"}:
+        return "scheduled"
+    if "unconfirmed" in states:
+        return "unconfirmed"
+    if states <= {"published", "cancelled"}:
+        return "published"
+    if "published" in states:
+        return "partial"
+    return "failed"
+
+
+async def refresh_post_status(post_id: int) -> str:
+    rows = await PostTarget.select(PostTarget.status).where(PostTarget.post == post_id)
+    status = post_status([r["status"] for r in rows])
+    await Post.update({Post.status: status}).where(Post.id == post_id)
+    return status
+
+
+async def schedule(user_id: int, spec: PostSpec, *, now: datetime | None = None) -> Post:
+    """Create a post with one target per account: scheduled (or a draft)."""
+    now = now or datetime.now(UTC)
+    accounts = await _validate(user_id, spec, now)
+    async with engine_finder().transaction():
+        post = Post(_post_columns(user_id, spec, now))
+        await post.save()
+        await _write_children(post, spec, accounts, now)
+        await refresh_post_status(post.id)
+    return await Post.objects().get(Post.id == post.id)
+
+
+async def update(user_id: int, post_id: int, spec: PostSpec, *, now: datetime | None = None):
+    """Replace text, accounts, media and time of a post nothing of which has started."""
+    now = now or datetime.now(UTC)
+    await _unstarted(user_id, post_id)
+    accounts = await _validate(user_id, spec, now)
+    async with engine_finder().transaction():
+        await _lock_post(post_id)
+        await _unstarted(user_id, post_id)
+        await Post.update(_post_columns(user_id, spec, now)).where(Post.id == post_id)
+        await PostTarget.delete().where(PostTarget.post == post_id)
+        await PostMedia.delete().where(PostMedia.post == post_id)
+        post = await Post.objects().get(Post.id == post_id)
+        await _write_children(post, spec, accounts, now)
+        await refresh_post_status(post_id)
+    return await Post.objects().get(Post.id == post_id)
+
+
+async def reschedule(user_id: int, post_id: int, publish_at: datetime, timezone: str | None = None):
+    """Move a post in time (calendar drag). Only targets still waiting move."""
+    now = datetime.now(UTC)
+    problems = [p for p in rules.check_schedule(publish_at, now) if p.severity == "error"]
+    if problems:
+        raise PostRefused(problems)
+    async with engine_finder().transaction():
+        await _lock_post(post_id)
+        post = await _unstarted(user_id, post_id)
+        columns: dict[Any, Any] = {Post.publish_at: publish_at}
+        if timezone:
+            columns[Post.timezone] = timezone
+        await Post.update(columns).where(Post.id == post.id)
+        await PostTarget.update({PostTarget.due_at: publish_at}).where(
+            (PostTarget.post == post_id)
+            & PostTarget.status.is_in(["scheduled", "retrying", "held"])
+        )
+    return await Post.objects().get(Post.id == post_id)
+
+
+async def cancel(user_id: int, post_id: int) -> Post:
+    """Cancel every target that has not started; published history stays."""
+    async with engine_finder().transaction():
+        await _lock_post(post_id)
+        await owned_post(user_id, post_id)
+        await PostTarget.update(
+            {PostTarget.status: "cancelled", PostTarget.due_at: None, PostTarget.claimed_by: None}
+        ).where(
+            (PostTarget.post == post_id)
+            & PostTarget.status.is_in(["draft", "scheduled", "retrying", "held", "failed"])
+        )
+        await refresh_post_status(post_id)
+    return await Post.objects().get(Post.id == post_id)
+
+
+async def publish_now(user_id: int, post_id: int) -> Post:
+    now = datetime.now(UTC)
+    async with engine_finder().transaction():
+        await _lock_post(post_id)
+        post = await owned_post(user_id, post_id)
+        await Post.update({Post.publish_at: now}).where(Post.id == post.id)
+        await PostTarget.update({PostTarget.status: "scheduled", PostTarget.due_at: now}).where(
+            (PostTarget.post == post_id)
+            & PostTarget.status.is_in(["draft", "scheduled", "retrying"])
+        )
+        await refresh_post_status(post_id)
+    return await Post.objects().get(Post.id == post_id)
+
+
+async def retry(user_id: int, post_id: int, target_ids: list[int] | None = None) -> int:
+    """Send failed targets again (after a reconnect, say). Unconfirmed ones are left
+    alone: the person must check the platform first."""
+    now = datetime.now(UTC)
+    async with engine_finder().transaction():
+        await _lock_post(post_id)
+        await owned_post(user_id, post_id)
+        where = (PostTarget.post == post_id) & (PostTarget.status == "failed")
+        if target_ids is not None:
+            where &= PostTarget.id.is_in(target_ids or [0])
+        rows = (
+            await PostTarget.update(
+                {
+                    PostTarget.status: "scheduled",
+                    PostTarget.due_at: now,
+                    PostTarget.attempts: 0,
+                    PostTarget.last_error: "",
+                    PostTarget.error_code: "",
+                }
+            )
+            .where(where)
+            .returning(PostTarget.id)
+        )
+        await refresh_post_status(post_id)
+    return len(rows)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _post_columns(user_id: int, spec: PostSpec, now: datetime) -> dict[Any, Any]:
+    publish_at = None if spec.draft and spec.publish_at is None else (spec.publish_at or now)
+    columns: dict[Any, Any] = {
+        Post.user: user_id,
+        Post.text: spec.text,
+        Post.publish_at: publish_at.astimezone(UTC) if publish_at else None,
+        Post.timezone: spec.timezone,
+        Post.status: "draft" if spec.draft else "scheduled",
+    }
+    source = spec.source
+    if source:
+        columns.update(
+            {
+                Post.source: "content",
+                Post.content_source: source.get("content_source"),
+                Post.source_path: source.get("path", ""),
+                Post.source_item_id: source.get("item_id"),
+                Post.source_commit: source.get("commit", ""),
+                Post.content_hash: source.get("content_hash", ""),
+            }
+        )
+    return columns
+
+
+async def _write_children(
+    post: Post, spec: PostSpec, accounts: dict[int, Account], now: datetime
+) -> None:
+    due = None if spec.draft else (post.publish_at or now)
+    for target in spec.targets:
+        account = accounts[target.account_id]
+        status = (
+            "draft" if spec.draft else ("held" if account.status == "disconnected" else "scheduled")
+        )
+        await PostTarget(
+            {
+                PostTarget.post: post.id,
+                PostTarget.account: account.id,
+                PostTarget.text: target.text,
+                PostTarget.options: target.options,
+                PostTarget.status: status,
+                PostTarget.due_at: due,
+            }
+        ).save()
+    for position, media_id in enumerate(spec.media_ids):
+        await PostMedia(
+            {PostMedia.post: post.id, PostMedia.media: media_id, PostMedia.position: position}
+        ).save()
+
+
+async def _lock_post(post_id: int) -> None:
+    await Post.raw("SELECT id FROM posts WHERE id = {} FOR UPDATE", post_id)
+
+
+async def _unstarted(user_id: int, post_id: int) -> Post:
+    post = await owned_post(user_id, post_id)
+    started = await PostTarget.count().where(
+        (PostTarget.post == post_id) & PostTarget.status.is_in(list(STARTED))
+    )
+    if started:
+        raise PostRefused(
+            [
+                rules.Problem(
+                    "",
+                    "post",
+                    "Publishing has already started for this post; it can no longer be edited "
+                    "or moved. Cancel what is left, or duplicate it.",
+                    "error",
+                )
+            ]
+        )
+    return post

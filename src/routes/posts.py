@@ -1,0 +1,148 @@
+"""Post history: every post with each target's outcome, filters, and the actions that
+make failures recoverable (retry, cancel, publish now)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from litestar import Controller, Request, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.plugins.flash import flash
+from litestar.response import Redirect, Template
+
+from src import posts
+from src.db.tables import Account, Post, PostTarget
+from src.publishers.registry import TITLES
+from src.web import current_user, render, signed_in
+
+PAGE_SIZE = 50
+STATUSES = (
+    "draft",
+    "scheduled",
+    "publishing",
+    "published",
+    "partial",
+    "failed",
+    "unconfirmed",
+    "cancelled",
+)
+
+
+def _day(value: str | None, zone: str, end: bool = False) -> datetime | None:
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        return None
+    return datetime.combine(day, time.max if end else time.min, ZoneInfo(zone)).astimezone(UTC)
+
+
+async def history(user, filters: dict[str, str]) -> list[dict[str, Any]]:
+    """Posts of one user with their targets and accounts, in three queries."""
+    where = Post.user == user.id
+    if filters.get("status") in STATUSES:
+        where &= Post.status == filters["status"]
+    if filters.get("source") in ("composer", "content"):
+        where &= Post.source == filters["source"]
+    start = _day(filters.get("from"), user.timezone)
+    end = _day(filters.get("to"), user.timezone, end=True)
+    if start:
+        where &= Post.publish_at >= start
+    if end:
+        where &= Post.publish_at <= end
+    rows = (
+        await Post.objects()
+        .where(where)
+        .order_by(Post.publish_at, ascending=False)
+        .limit(PAGE_SIZE)
+    )
+    ids = [p.id for p in rows] or [0]
+    targets = await PostTarget.objects().where(PostTarget.post.is_in(ids)).order_by(PostTarget.id)
+    account_rows = await Account.objects().where(Account.user == user.id)
+    by_id = {a.id: a for a in account_rows}
+    items = []
+    for row in rows:
+        mine = [t for t in targets if t.post == row.id]
+        if filters.get("account") and not any(str(t.account) == filters["account"] for t in mine):
+            continue
+        if filters.get("platform") and not any(
+            by_id[t.account].platform == filters["platform"] for t in mine
+        ):
+            continue
+        items.append({"post": row, "targets": [(t, by_id[t.account]) for t in mine]})
+    return items
+
+
+class PostsController(Controller):
+    path = "/posts"
+    guards = [signed_in]
+
+    @get("/")
+    async def index(self, request: Request) -> Template:
+        user = current_user(request)
+        filters = {k: v for k, v in request.query_params.items() if v}
+        items = await history(user, filters)
+        accounts = await Account.objects().where(Account.user == user.id)
+        template = (
+            "partials/post_list.html" if request.headers.get("hx-request") else ("pages/posts.html")
+        )
+        return render(
+            request,
+            template,
+            active="posts",
+            items=items,
+            filters=filters,
+            accounts=accounts,
+            statuses=STATUSES,
+            titles=TITLES,
+        )
+
+    @get("/{post_id:int}")
+    async def detail(self, request: Request, post_id: FromPath[int]) -> Template:
+        user = current_user(request)
+        try:
+            row = await posts.owned_post(user.id, post_id)
+        except posts.NotFound as exc:
+            raise NotFoundException("No such post.") from exc
+        targets = await posts.targets_of(post_id)
+        by_id = {a.id: a for a in await Account.objects().where(Account.user == user.id)}
+        item = {"post": row, "targets": [(t, by_id[t.account]) for t in targets]}
+        media = await posts.media_of(post_id)
+        template = (
+            "partials/post_card.html" if request.headers.get("hx-request") else ("pages/post.html")
+        )
+        return render(request, template, active="posts", item=item, media=media, titles=TITLES)
+
+    @post("/{post_id:int}/cancel")
+    async def cancel(self, request: Request, post_id: FromPath[int]) -> Redirect:
+        return await _act(request, post_id, posts.cancel, "Cancelled what had not been published.")
+
+    @post("/{post_id:int}/publish-now")
+    async def publish_now(self, request: Request, post_id: FromPath[int]) -> Redirect:
+        return await _act(request, post_id, posts.publish_now, "Publishing now.")
+
+    @post("/{post_id:int}/retry")
+    async def retry(self, request: Request, post_id: FromPath[int]) -> Redirect:
+        form = await request.form()
+        ids = [int(v) for v in form.getall("target", []) if v.isdigit()] or None
+
+        async def run(user_id: int, pid: int) -> Any:
+            return await posts.retry(user_id, pid, ids)
+
+        return await _act(request, post_id, run, "Sent again.")
+
+
+async def _act(request: Request, post_id: int, action, message: str) -> Redirect:
+    user = current_user(request)
+    try:
+        await action(user.id, post_id)
+        flash(request, message, category="success")
+    except posts.NotFound as exc:
+        raise NotFoundException("No such post.") from exc
+    except posts.PostRefused as refused:
+        flash(request, str(refused), category="error")
+    return Redirect(f"/posts/{post_id}")
