@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
     ]
     sandbox_app = None
-    if settings.sandbox_enabled:
+    if settings.sandbox_enabled and not settings.sandbox_base_url:
         mount, sandbox_app = _sandbox_mount(settings)
         handlers.append(mount)
 

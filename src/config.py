@@ -35,6 +35,11 @@ class Settings:
     claim_lease_s: int = 120  # a claim without a checkpoint this long is presumed dead
     refresh_cron: str = "* * * * * */20"  # token refresh job (cron with seconds last)
     worker_shutdown_grace_s: int = 2  # jobs cut short resume safely (claims + sweeper)
+    # Media (uploads are streamed to disk; the limits are per kind, decided by content)
+    media_max_image_bytes: int = 20 * 1024 * 1024
+    media_max_video_bytes: int = 1024 * 1024 * 1024
+    media_signed_url_ttl_s: int = 3600  # links that platforms pull media through
+    media_orphan_grace_s: int = 24 * 3600  # unattached uploads are purged after this
     # Secrets (generated once in data_dir for development when unset)
     secret_key: str = ""
     token_keys: tuple[str, ...] = ()
@@ -64,6 +69,7 @@ class Settings:
     openai_model: str = "gpt-4o-mini"
     # Sandbox: None means "on when no real credentials are configured"
     sandbox: bool | None = None
+    sandbox_base_url: str = ""  # a standalone sandbox; default: mounted at {public_url}/sandbox
     # Operator, shown in the privacy policy
     operator_name: str = "The operator of this instance"
     operator_contact: str = ""
@@ -85,7 +91,7 @@ class Settings:
 
     @property
     def sandbox_url(self) -> str:
-        return f"{self.public_url}/sandbox"
+        return (self.sandbox_base_url or f"{self.public_url}/sandbox").rstrip("/")
 
 
 def _coerce(value: Any, kind: Any) -> Any:
