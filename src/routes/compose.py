@@ -132,7 +132,7 @@ def _checks(form: ComposerForm, choices: list[Account], media: list) -> list[dic
             {
                 "platform": platform,
                 "title": TITLES[platform],
-                "counter": rules.counter(platform, text),
+                "counter": rules.counter(platform, text, facts),
                 "problems": problems,
                 "text": text,
                 "accounts": [a for a in chosen if a.platform == platform],
