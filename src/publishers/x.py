@@ -5,7 +5,11 @@ rotating refresh tokens and token revocation. Contract: shared/platforms.md sect
 from __future__ import annotations
 
 import contextlib
+import html
+import re
 import time
+import unicodedata
+from datetime import UTC, datetime
 from typing import Any
 
 from authlib.common.security import generate_token
@@ -14,13 +18,18 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from src import http
+from src.publishers import x_media
 from src.publishers.base import (
     AuthorizationRequest,
+    Checkpoint,
     ConnectError,
     DiscoveredAccount,
     Endpoints,
     PlatformError,
+    PublishRequest,
+    StepResult,
     TokenSet,
+    Unconfirmed,
     expires_at,
 )
 
@@ -30,6 +39,25 @@ TITLE = "X"
 SCOPES = ["tweet.read", "tweet.write", "users.read", "offline.access", "media.write"]
 DEFAULT_TIMEOUT = 30.0
 UNAVAILABLE = "X is unavailable right now. Please try connecting again in a few minutes."
+DUPLICATE = "X refuses duplicate text: change the wording."
+# How far back recover() looks before the attempt (clock skew between us and X).
+RECOVER_MARGIN_S = 300
+RECOVER_PAGES = 5  # of 100 posts each
+# Refusals of POST /2/tweets whose X wording does not tell a person what to do.
+REFUSALS = {
+    "Tweet text is too long.": (
+        "The text is longer than X allows (280 characters; links count 23, emoji and CJK "
+        "characters 2): shorten it."
+    ),
+    "Your media IDs are invalid.": (
+        "X did not accept the attached media (expired or not processed): try again."
+    ),
+    "You attempted to reply to a Tweet that is deleted or not visible to you.": (
+        "The post to reply to is deleted or not visible to this account: check the reply link."
+    ),
+}
+# The request of these errors never reached X: nothing can have been posted.
+NOT_SENT = (http.httpx.ConnectError, http.httpx.ConnectTimeout, http.httpx.PoolTimeout)
 
 
 class XPublisher:
@@ -178,6 +206,118 @@ class XPublisher:
         auth = OAuth2ClientAuth(self.endpoints.client_id, self.endpoints.client_secret)
         return await http.client().post(url, data=form, auth=auth, timeout=self.timeout)
 
+    # -- publish -------------------------------------------------------------------------
+    async def publish(
+        self, request: PublishRequest, progress: dict[str, Any], checkpoint: Checkpoint
+    ) -> StepResult:
+        """Media (uploaded, processed), then the post, then the rest of the thread as
+        replies. Each step resumes from `progress`."""
+        texts = _texts(request)
+        x_media.check_media(request.media)
+        api = _Api(self.endpoints.api_url, request.tokens.access_token, self.timeout)
+        if not progress.get("tweet_id"):
+            wait = await x_media.upload_all(api, request.media, progress, checkpoint)
+            if wait:
+                return StepResult(progress, wait_s=wait)
+        while (index := _posted(progress)) < len(texts):
+            await self._post(
+                api, _tweet_body(request, texts, index, progress), progress, checkpoint
+            )
+        return self._done(request, progress)
+
+    async def _post(
+        self,
+        api: _Api,
+        body: dict[str, Any],
+        progress: dict[str, Any],
+        checkpoint: Checkpoint,
+    ) -> None:
+        """The irreversible POST /2/tweets, bracketed by progress["attempting"]."""
+        index = _posted(progress)
+        progress["attempting"] = "tweet" if index == 0 else f"reply:{index}"
+        progress["attempted_at"] = time.time()
+        await checkpoint(progress)
+        try:
+            response = await api.send("POST", "/2/tweets", json=body)
+        except PlatformError as error:
+            if error.code == "not_sent":
+                await _settle(progress, checkpoint)
+            raise  # a timeout: X may have posted it, recover() looks before any retry
+        answer = _json(response)
+        post_id = str((answer.get("data") or {}).get("id") or "")
+        if response.status_code == 201 and post_id:
+            _record(progress, index, post_id)
+            await _settle(progress, checkpoint)
+            return
+        # A 4xx is X refusing the post: it certainly does not exist. A 5xx (or a 201
+        # without an id) leaves "attempting" set, so recover() looks at the timeline.
+        if response.status_code < 500 and response.status_code != 201:
+            await _settle(progress, checkpoint)
+        raise _publish_error(response, answer)
+
+    def _done(self, request: PublishRequest, progress: dict[str, Any]) -> StepResult:
+        post_id = progress["tweet_id"]
+        return StepResult(
+            progress, done=True, platform_post_id=post_id, url=self.permalink(request, post_id)
+        )
+
+    def permalink(self, request: PublishRequest, post_id: str) -> str:
+        # x.com/{handle}/status/{id}; the sandbox serves the same page under /x/www.
+        return f"{self.endpoints.auth_url}/{request.account.handle}/status/{post_id}"
+
+    # -- recover -------------------------------------------------------------------------
+    async def recover(self, request: PublishRequest, progress: dict[str, Any]) -> StepResult | None:
+        """After a crash or timeout during POST /2/tweets: look for the post among the
+        account's recent posts. The main post is recognised by its media ids (X names a
+        post's media after the ids we uploaded) or, without media, by its text; replies by
+        their text after the previous post."""
+        texts = _texts(request)
+        if not progress.get("attempting"):
+            return self._done(request, progress) if _posted(progress) == len(texts) else None
+        index = _posted(progress)
+        api = _Api(self.endpoints.api_url, request.tokens.access_token, self.timeout)
+        found = await self._find(api, request, texts[index], index, progress)
+        if found is None:
+            _clear_attempt(progress)
+            return None
+        _record(progress, index, found)
+        _clear_attempt(progress)
+        if _posted(progress) == len(texts):
+            return self._done(request, progress)
+        return StepResult(progress)  # the rest of the thread is still to post
+
+    async def _find(
+        self, api: _Api, request: PublishRequest, text: str, index: int, progress: dict[str, Any]
+    ) -> str | None:
+        media_ids = set(progress.get("media_ids") or []) if index == 0 else set()
+        params = {
+            "max_results": "100",
+            "tweet.fields": "created_at,attachments",
+            "start_time": _since(progress.get("attempted_at")),
+        }
+        if index:
+            params["since_id"] = _post_ids(progress)[index - 1]
+        for _ in range(RECOVER_PAGES):
+            page = await api.call(
+                "GET", f"/2/users/{request.account.external_id}/tweets", params=params
+            )
+            if "data" not in page and page.get("errors"):
+                raise Unconfirmed(
+                    "X would not show this account's recent posts, so we cannot tell whether "
+                    "the post went out: check the account on X before retrying."
+                )
+            for post in page.get("data") or []:
+                if _same_post(post, text, media_ids):
+                    return str(post["id"])
+            token = (page.get("meta") or {}).get("next_token")
+            if not token:
+                return None
+            params["pagination_token"] = token
+        raise Unconfirmed(
+            "This X account posted too much since the attempt to check them all: "
+            "check the account on X before retrying."
+        )
+
 
 def make(endpoints: Endpoints, timeout: float = DEFAULT_TIMEOUT) -> XPublisher:
     return XPublisher(endpoints, timeout)
@@ -246,6 +386,137 @@ def _api_error(response: http.Response, body: dict[str, Any]) -> PlatformError:
     )
 
 
+# -- publishing helpers ----------------------------------------------------------------------
+class _Api:
+    """The X API as one account, for publishing: errors become PlatformError."""
+
+    def __init__(self, base: str, token: str, timeout: float) -> None:
+        self.base = base
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.timeout = timeout
+
+    async def send(self, method: str, path: str, **kwargs: Any) -> http.Response:
+        try:
+            return await http.client().request(
+                method, self.base + path, headers=self.headers, timeout=self.timeout, **kwargs
+            )
+        except http.HTTPError as error:
+            failure = _network_error(error)
+            if isinstance(error, NOT_SENT):
+                failure.code = "not_sent"
+            raise failure from error
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = await self.send(method, path, **kwargs)
+        body = _json(response)
+        if response.status_code >= 300:
+            raise _publish_error(response, body)
+        return body
+
+
+def _texts(request: PublishRequest) -> list[str]:
+    """The post's text, then the texts of the thread's replies (options["thread"])."""
+    thread = request.options.get("thread") or []
+    if not isinstance(thread, list) or not all(isinstance(t, str) and t.strip() for t in thread):
+        raise PlatformError(
+            "permanent", "Every reply of an X thread needs some text.", code="thread"
+        )
+    return [request.text, *thread]
+
+
+def _post_ids(progress: dict[str, Any]) -> list[str]:
+    first = progress.get("tweet_id")
+    return [first, *progress.get("thread_ids", [])] if first else []
+
+
+def _posted(progress: dict[str, Any]) -> int:
+    return len(_post_ids(progress))
+
+
+def _record(progress: dict[str, Any], index: int, post_id: str) -> None:
+    if index == 0:
+        progress["tweet_id"] = post_id
+    else:
+        progress.setdefault("thread_ids", []).append(post_id)
+
+
+def _tweet_body(
+    request: PublishRequest, texts: list[str], index: int, progress: dict[str, Any]
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"text": texts[index]} if texts[index] else {}
+    if index:  # a reply of the thread answers the post before it
+        body["reply"] = {"in_reply_to_tweet_id": _post_ids(progress)[index - 1]}
+        return body
+    if progress.get("media_ids"):
+        body["media"] = {"media_ids": list(progress["media_ids"])}
+    if request.options.get("reply_to"):
+        body["reply"] = {"in_reply_to_tweet_id": str(request.options["reply_to"])}
+    return body
+
+
+def _clear_attempt(progress: dict[str, Any]) -> None:
+    progress.pop("attempting", None)
+    progress.pop("attempted_at", None)
+
+
+async def _settle(progress: dict[str, Any], checkpoint: Checkpoint) -> None:
+    """The irreversible call answered (or never left): no attempt is in doubt any more."""
+    _clear_attempt(progress)
+    await checkpoint(progress)
+
+
+def _since(attempted_at: Any) -> str:
+    moment = float(attempted_at) if isinstance(attempted_at, int | float) else time.time() - 86_400
+    start = datetime.fromtimestamp(moment - RECOVER_MARGIN_S, UTC)
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+URL = re.compile(r"https?://\S+")
+
+
+def _normalized(text: str) -> str:
+    """Text as X shows it back, made comparable: X escapes &<> as HTML entities, wraps
+    links (and appends media links) as t.co URLs, and normalises to NFC."""
+    text = URL.sub(" ", unicodedata.normalize("NFC", html.unescape(text)))
+    return " ".join(text.split())
+
+
+def _same_post(post: dict[str, Any], text: str, media_ids: set[str]) -> bool:
+    keys = (post.get("attachments") or {}).get("media_keys") or []
+    posted_media = {str(key).rsplit("_", 1)[-1] for key in keys}  # "3_<media id>"
+    if media_ids:  # our uploads are ours alone: a post carrying them is ours
+        return posted_media == media_ids
+    return not posted_media and _normalized(post.get("text", "")) == _normalized(text)
+
+
+def _publish_error(response: http.Response, body: dict[str, Any]) -> PlatformError:
+    """A refused publishing call in words a person can act on, with X's problem name."""
+    status = response.status_code
+    problem = str(body.get("type", "")).rsplit("/", 1)[-1]
+    code = problem if problem and problem != "about:blank" else str(status)
+    detail = str(body.get("detail") or body.get("title") or f"HTTP {status}")
+    errors = [e.get("message") for e in body.get("errors") or [] if isinstance(e, dict)]
+    said = "; ".join(m for m in errors if m) or detail
+    retry_after = _retry_after(response)
+    if status == 429:
+        message = "X is limiting posts from this account or app right now: it will try again later."
+        return PlatformError(
+            "rate_limited", message, code=code, retry_after=retry_after, status=status
+        )
+    if status == 401:
+        message = "X no longer accepts this account's access: refresh it or reconnect the account."
+        return PlatformError("auth", message, code=code, status=status)
+    if status >= 500:
+        message = f"X is unavailable right now ({detail}): it will try again."
+        return PlatformError(
+            "transient", message, code=code, retry_after=retry_after, status=status
+        )
+    if status == 403 and "duplicate" in detail.lower():
+        return PlatformError("permanent", DUPLICATE, code="duplicate", status=status)
+    message = REFUSALS.get(said) or REFUSALS.get(detail) or f"X refused the post: {said}"
+    return PlatformError("permanent", f"{message} ({code}).", code=code, status=status)
+
+
 def _oauth_error(response: http.Response, body: dict[str, Any], doing: str) -> PlatformError:
     """X's OAuth endpoints answer {error, error_description}. A refused token
     (invalid_request/invalid_grant) means the connection must be renewed: "auth". A
@@ -271,15 +542,25 @@ def _oauth_error(response: http.Response, body: dict[str, Any], doing: str) -> P
 
 
 def _retry_after(response: http.Response) -> float | None:
-    """Seconds to wait: Retry-After when given, else (for a 429) until the rate window's
-    x-rate-limit-reset (epoch seconds)."""
+    """Seconds to wait: Retry-After when given, else (for a 429) until every exhausted rate
+    window resets (epoch seconds; POST /2/tweets also has 24-hour windows), else until
+    the x-rate-limit window resets."""
     header = response.headers.get("retry-after", "")
     if header.isdigit():
         return float(header)
-    reset = response.headers.get("x-rate-limit-reset", "")
-    if response.status_code == 429 and reset.isdigit():
-        return max(0.0, int(reset) - time.time())
-    return None
+    if response.status_code != 429:
+        return None
+    headers = response.headers
+    exhausted = [
+        int(headers[f"{family}-reset"])
+        for family in ("x-rate-limit", "x-user-limit-24hour", "x-app-limit-24hour")
+        if headers.get(f"{family}-remaining") == "0"
+        and headers.get(f"{family}-reset", "").isdigit()
+    ]
+    reset = headers.get("x-rate-limit-reset", "")
+    if exhausted:
+        return max(0.0, max(exhausted) - time.time())
+    return max(0.0, int(reset) - time.time()) if reset.isdigit() else None
 
 
 def _network_error(error: Exception) -> PlatformError:
