@@ -22,7 +22,7 @@ from piccolo.engine import engine_finder
 from src import http, jobs
 from src.config import ROOT, Settings, get_settings
 from src.db.session_store import PostgresSessionStore, SessionConfig
-from src.routes import auth, banners, compose, connections, health, pages
+from src.routes import auth, banners, compose, connections, health, media, pages
 from src.routes import posts as posts_routes
 from src.routes import settings as settings_routes
 from src.signin import OidcProvider, client_config
@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         settings_routes.settings_page,
         connections.ConnectionsController,
         banners.banners,
+        media.MediaController,
+        media.signed_media,
         compose.ComposeController,
         compose.EditController,
         posts_routes.PostsController,

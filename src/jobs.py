@@ -13,7 +13,7 @@ from typing import Any
 
 from saq import CronJob, Queue, Worker
 
-from src import accounts, publishing
+from src import accounts, media, publishing
 from src.config import Settings
 from src.db.engine import database_dsn, normalize_dsn
 from src.db.session_store import PostgresSessionStore
@@ -56,7 +56,12 @@ async def refresh_tokens(ctx: dict[str, Any]) -> dict[str, int]:
     return await accounts.refresh_due(ctx["settings"])
 
 
-FUNCTIONS = [ping, purge_expired_sessions, refresh_tokens, sweep_claims]
+async def purge_orphan_media(ctx: dict[str, Any]) -> int:
+    """Delete uploads attached to no post after the grace period."""
+    return await media.purge_orphans(ctx["settings"])
+
+
+FUNCTIONS = [ping, purge_expired_sessions, refresh_tokens, sweep_claims, purge_orphan_media]
 
 
 def cron_jobs(settings: Settings) -> list[CronJob]:
@@ -64,6 +69,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         CronJob(purge_expired_sessions, cron="17 * * * *"),
         CronJob(refresh_tokens, cron=settings.refresh_cron, timeout=300),
         CronJob(sweep_claims, cron="* * * * * */5", timeout=60),
+        CronJob(purge_orphan_media, cron="41 * * * *", timeout=600),
     ]
 
 
