@@ -1,8 +1,8 @@
 """Meta Graph plumbing shared by the Facebook and Instagram publishers: one Graph caller
 (`Graph`), the error envelope mapped onto PlatformError (`error_from`), and Facebook
 Login (`FacebookLogin`: dialog URL, code -> short-lived -> long-lived user token,
-/me/permissions check, revoke). The publish steps of the next issue reuse `Graph` and
-`error_from` as they are.
+/me/permissions check, revoke). The publish steps (meta_publish.py, facebook.py,
+instagram.py) reuse `Graph` and `error_from`.
 
 Contract: shared/platforms.md sections 1.2 (login), 1.4 (errors, usage headers), 2.1 and
 2.4 (Instagram lookups and errors)."""
@@ -219,7 +219,9 @@ class Graph:
         token: str | None = None,
         params: dict[str, str] | None = None,
         data: dict[str, str] | None = None,
+        files: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """`files` makes a multipart body; file objects in it are streamed in chunks."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             response = await http.client().request(
@@ -227,6 +229,7 @@ class Graph:
                 self.url(path),
                 params=params,
                 data=data,
+                files=files,
                 headers=headers,
                 timeout=self.timeout,
             )
