@@ -84,6 +84,10 @@ class InUse(MediaError):
     status = 409
 
 
+class RangeNotSatisfiable(MediaError):
+    status = 416
+
+
 # -- storage ------------------------------------------------------------------------------
 class MediaStore(Protocol):
     """Where media bytes live. Keys are relative, '/'-separated and chosen by us."""
@@ -767,10 +771,6 @@ def publish_item(media: Media, settings: Settings) -> MediaItem:
 
 def check_signed(media_id: int, expires: str, signature: str, settings: Settings) -> bool:
     return check_signature(settings.secret_key, signed_path(media_id), expires, signature)
-
-
-class RangeNotSatisfiable(MediaError):
-    status = 416
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
