@@ -56,6 +56,13 @@ def statuses(dsn: str) -> Counter:
         return Counter(r[0] for r in conn.execute("SELECT status FROM post_targets"))
 
 
+def wait_until(condition, log, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+
+
 def test_sigkill_during_a_burst_ten_times_publishes_each_target_exactly_once(
     fresh_server, tmp_path
 ):
@@ -70,18 +77,39 @@ def test_sigkill_during_a_burst_ten_times_publishes_each_target_exactly_once(
     email = browser.signed_in_user()
     browser.connect("x")
     with app.sandbox_admin() as admin:
-        admin.patch("/config", json={"x_tweets_per_15min": 100_000,
-                                     "x_tweets_per_day_user": 100_000,
-                                     "x_tweets_per_day_app": 1_000_000}).raise_for_status()
+        admin.patch(
+            "/config",
+            json={
+                "x_tweets_per_15min": 100_000,
+                "x_tweets_per_day_user": 100_000,
+                "x_tweets_per_day_app": 1_000_000,
+            },
+        ).raise_for_status()
         tag = secrets.token_hex(3)
         burst(dsn, email, tag)
         log = tmp_path / "worker.log"
+        # Slow each post a little so that the burst outlives ten kills.
+        admin.post(
+            "/faults",
+            json={
+                "platform": "x",
+                "path": "/api/2/tweets",
+                "method": "POST",
+                "kind": "latency",
+                "latency_ms": 40,
+            },
+        ).raise_for_status()
         rng = random.Random(7)
+        progress_at_kills = []
         for _ in range(KILLS):
+            before = statuses(dsn)["published"]
             worker = start_worker(app, log)
-            time.sleep(rng.uniform(1.0, 3.0))  # a random moment to kill it, not a wait
+            wait_until(lambda: statuses(dsn)["published"] > before, log)  # it is working
+            time.sleep(rng.uniform(0, 0.5))  # then a random moment to kill it
             worker.send_signal(signal.SIGKILL)
             worker.wait()
+            progress_at_kills.append(statuses(dsn)["published"])
+        admin.delete("/faults")
         worker = start_worker(app, log)
         try:
             deadline = time.monotonic() + 180
@@ -99,6 +127,8 @@ def test_sigkill_during_a_burst_ten_times_publishes_each_target_exactly_once(
             for p in admin.get("/published", params={"platform": "x"}).json()
             if tag in (p.get("text") or "")
         ]
+    # The kills really landed mid-burst, not before or after the work.
+    assert sum(1 for n in progress_at_kills if 0 < n < BURST) >= 3, progress_at_kills
     copies = Counter(published)
     assert [text for text, n in copies.items() if n > 1] == []  # zero duplicates
     assert len(copies) == BURST  # zero lost
