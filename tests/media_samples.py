@@ -25,3 +25,23 @@ def jpeg_bytes(width: int = 1080, height: int = 1080) -> bytes:
 
 def png_bytes() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+
+def mp4_video(width: int = 640, height: int = 360, seconds: int = 4, fps: int = 10) -> bytes:
+    """A real H.264 MP4 (encoded with PyAV) of the given size and length."""
+    import tempfile
+    from pathlib import Path
+
+    import av
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        with av.open(str(path), "w", format="mp4") as container:
+            stream = container.add_stream("h264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for index in range(seconds * fps):
+                picture = Image.new("RGB", (width, height), (index * 7 % 256, 90, 160))
+                container.mux(stream.encode(av.VideoFrame.from_image(picture)))
+            container.mux(stream.encode())
+        return path.read_bytes()
