@@ -722,6 +722,31 @@ async def read_video(ctx: Ctx) -> dict[str, Any]:
     return select(view, ctx.fields, ["updated_time", "description", "id"], VIDEO_FIELDS, "Video")
 
 
+async def list_videos(ctx: Ctx) -> dict[str, Any]:
+    """GET /{page-id}/videos: the Page's videos, newest first, processing or not (a
+    publisher checks here whether a video it may have sent already exists)."""
+    require_reader(ctx)
+    videos = [
+        obj
+        for obj in ctx.state.objects.values()
+        if obj.get("_type") == "fb_video"
+        and obj.get("page_id") == ctx.node_id
+        and not obj.get("deleted")
+    ]
+    videos.sort(key=lambda video: video["created"], reverse=True)
+
+    def render(video: dict[str, Any]) -> dict[str, Any]:
+        return select(
+            video_view(ctx, video),
+            ctx.fields,
+            ["updated_time", "description", "id"],
+            VIDEO_FIELDS,
+            "Video",
+        )
+
+    return paginate(videos, ctx.params, render, ctx.link(ctx.node_id, "videos"))
+
+
 # -- resumable upload API --------------------------------------------------------------
 async def create_upload(ctx: Ctx) -> dict[str, Any]:
     """POST /{app-id}/uploads?file_name&file_length&file_type -> {"id": "upload:<id>"}."""
@@ -873,6 +898,7 @@ GET_EDGE = {
     ("page", "posts"): list_feed,
     ("page", "published_posts"): list_feed,
     ("page", "scheduled_posts"): list_feed,
+    ("page", "videos"): list_videos,
 }
 POST_NODE = {"fb_upload": upload_chunk}
 POST_EDGE = {

@@ -465,15 +465,12 @@ async def test_recover_a_video_from_the_feed_once_processed(
     assert found.platform_post_id == published.platform_post_id == progress["video_id"]
 
 
-async def test_recover_a_video_that_may_still_be_processing_is_unconfirmed(
+async def test_recover_a_video_never_sent_is_safe_to_send(
     sandbox, publisher, page, tmp_path, media_host
 ):
-    # The sandbox serves no GET /{page}/videos, and the feed shows a video only once it
-    # is processed: nothing there cannot tell "never sent" from "still processing".
+    """GET /{page}/videos lists processing videos too: absent means never sent."""
     request = request_for(page, "Shaping", [mp4(tmp_path, media_host)])
-    with pytest.raises(Unconfirmed) as caught:
-        await publisher.recover(request, crashed_during("video"))
-    assert "Check the Page's videos" in str(caught.value)
+    assert await publisher.recover(request, crashed_during("video")) is None
 
 
 async def test_recover_a_video_through_the_page_videos_edge(
@@ -549,18 +546,17 @@ async def test_a_crash_around_the_video_post_publishes_exactly_once(
 
 
 @pytest.mark.parametrize(("crash_at", "stored", "sent"), [(1, True, 0), (2, False, 1)])
-async def test_a_crash_with_the_video_attempt_marked_is_unconfirmed_not_repeated(
+async def test_a_crash_with_the_video_attempt_marked_is_resolved_by_the_page_videos(
     sandbox, publisher, page, tmp_path, media_host, crash_at, stored, sent
 ):
     """Died after marking the attempt (before or after the POST, its answer unstored):
-    without GET /{page}/videos (the sandbox) and with the video still processing, this
-    cannot be told apart, so it is never sent again blindly."""
+    GET /{page}/videos tells, even while the video is still processing, so the video is
+    neither lost nor sent twice."""
     sandbox.configure(processing_delay=30)
     request = request_for(page, "Lost answer", [mp4(tmp_path, media_host)])
     checkpoint = Checkpoints(crash_at=crash_at, stored=stored)
     with pytest.raises(Crash):
         await publisher.publish(request, {}, checkpoint)
     assert checkpoint.last["attempting"] == "video"
-    with pytest.raises(Unconfirmed):
-        await publisher.publish(request, checkpoint.last, Checkpoints())
-    assert len(sandbox.records(platform="facebook", path=VIDEOS, method="POST")) == sent
+    await publisher.publish(request, checkpoint.last, Checkpoints())
+    assert len(sandbox.records(platform="facebook", path=VIDEOS, method="POST")) == 1

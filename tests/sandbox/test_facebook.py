@@ -952,3 +952,14 @@ def test_journey_oauth_to_text_photo_and_video(sandbox, media_host):
     assert {p["id"] for p in feed} >= {text["id"], photo["post_id"]}
     for entry in sandbox.published(platform="facebook"):
         assert HTTP.get(entry["url"]).status_code == 200
+
+
+def test_page_videos_lists_videos_newest_first_even_while_processing(api, bakery, media_host):
+    """What a publisher reads before retrying a video it may already have sent."""
+    url = media_host.add(unique("listed.mp4"), mp4_bytes(), "video/mp4")
+    data = {"file_url": url, "description": "Listed video", "access_token": bakery}
+    made = api.post(f"/{BAKERY_PAGE_ID}/videos", data=data).json()
+    listed = api.get(
+        f"/{BAKERY_PAGE_ID}/videos", params={"fields": "id,description", "access_token": bakery}
+    ).json()
+    assert listed["data"][0] == {"id": made["id"], "description": "Listed video"}
