@@ -17,12 +17,13 @@ from litestar.static_files import create_static_files_router
 from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
-from piccolo.engine import engine_finder
 
 from src import http, jobs
 from src.config import ROOT, Settings, get_settings
+from src.db.engine import close_pool, start_pool
 from src.db.session_store import PostgresSessionStore, SessionConfig
-from src.routes import auth, banners, compose, connections, health, media, pages
+from src.routes import auth, banners, compose, connections, content, health, media, pages
+from src.routes import calendar as calendar_routes
 from src.routes import posts as posts_routes
 from src.routes import settings as settings_routes
 from src.signin import OidcProvider, client_config
@@ -81,6 +82,10 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         compose.ComposeController,
         compose.EditController,
         posts_routes.PostsController,
+        content.ContentController,
+        content.content_schema,
+        content.content_hook,
+        calendar_routes.router,
         create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
     ]
     sandbox_app = None
@@ -90,8 +95,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = engine_finder()
-        await engine.start_connection_pool(min_size=1, max_size=10)
+        await start_pool(min_size=1, max_size=12)
         queue = jobs.make_queue(settings)
         await queue.connect()
         app.state.queue = queue
@@ -110,7 +114,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
                 await background.stop()
             await queue.disconnect()
             await http.close()
-            await engine.close_connection_pool()
+            await close_pool()
 
     app = Litestar(
         route_handlers=handlers,

@@ -79,6 +79,41 @@ async def media_of(post_id: int) -> list[Media]:
     return [rows[i] for i in ids if i in rows]
 
 
+async def media_of_posts(post_ids: list[int]) -> dict[int, list[Media]]:
+    """The media of many posts in two queries (the publishing batch's)."""
+    links = (
+        await PostMedia.select(PostMedia.post, PostMedia.media)
+        .where(PostMedia.post.is_in(post_ids or [0]))
+        .order_by(PostMedia.position)
+    )
+    ids = list({link["media"] for link in links})
+    rows = {m.id: m for m in await Media.objects().where(Media.id.is_in(ids or [0]))}
+    result: dict[int, list[Media]] = {post_id: [] for post_id in post_ids}
+    for link in links:
+        if link["media"] in rows:
+            result[link["post"]].append(rows[link["media"]])
+    return result
+
+
+async def refresh_statuses(post_ids: list[int]) -> None:
+    """Recompute the status of many posts: one read, one write."""
+    rows = await PostTarget.select(PostTarget.post, PostTarget.status).where(
+        PostTarget.post.is_in(post_ids or [0])
+    )
+    statuses: dict[int, list[str]] = {post_id: [] for post_id in post_ids}
+    for row in rows:
+        statuses[row["post"]].append(row["status"])
+    ids = list(statuses)
+    values = [post_status(statuses[post_id]) for post_id in ids]
+    await Post.raw(
+        "UPDATE posts SET status = v.status, updated_at = now() "
+        "FROM unnest({}::int[], {}::text[]) AS v(id, status) "
+        "WHERE posts.id = v.id AND posts.status <> v.status",
+        ids,
+        values,
+    )
+
+
 def media_facts(media: Media) -> MediaItem:
     """What the rules need to know of a file (no path or URL)."""
     return MediaItem(
@@ -100,16 +135,33 @@ def account_meta(account: Account) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+async def source_posts(source_id: int) -> list[dict[str, Any]]:
+    """The posts a content source made (for its sync): id, item id, hash, path, status."""
+    return await Post.select(
+        Post.id, Post.source_item_id, Post.content_hash, Post.source_path, Post.status
+    ).where(Post.content_source == source_id)
+
+
 # -- validation ---------------------------------------------------------------------------
 async def _validate(user_id: int, spec: PostSpec, now: datetime) -> dict[int, Account]:
     """Everything a platform would refuse that we can know now. Returns the accounts."""
-    problems: list[rules.Problem] = []
-    if not spec.targets:
-        problems.append(rules.Problem("", "accounts", "Choose at least one account.", "error"))
     ids = [t.account_id for t in spec.targets]
     found = await Account.objects().where((Account.user == user_id) & Account.id.is_in(ids or [0]))
     accounts = {a.id: a for a in found}
     media = await owned_media(user_id, spec.media_ids)
+    errors = _refusals(spec, accounts, media, now)
+    if errors:
+        raise PostRefused(errors)
+    return accounts
+
+
+def _refusals(
+    spec: PostSpec, accounts: dict[int, Account], media: list[Media], now: datetime
+) -> list[rules.Problem]:
+    """The errors that refuse `spec`, given the user's accounts and the post's media."""
+    problems: list[rules.Problem] = []
+    if not spec.targets:
+        problems.append(rules.Problem("", "accounts", "Choose at least one account.", "error"))
     facts = [media_facts(m) for m in media]
     for target in spec.targets:
         account = accounts.get(target.account_id)
@@ -132,10 +184,7 @@ async def _validate(user_id: int, spec: PostSpec, now: datetime) -> dict[int, Ac
         )
     if not spec.draft:
         problems += rules.check_schedule(spec.publish_at or now, now)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise PostRefused(errors)
-    return accounts
+    return [p for p in problems if p.severity == "error"]
 
 
 async def owned_media(user_id: int, media_ids: list[int]) -> list[Media]:
@@ -189,6 +238,95 @@ async def schedule(user_id: int, spec: PostSpec, *, now: datetime | None = None)
         await _write_children(post, spec, accounts, now)
         await refresh_post_status(post.id)
     return await Post.objects().get(Post.id == post.id)
+
+
+class BatchRefused(Exception):
+    """schedule_many wrote nothing: `refused` maps the index of each refused spec to why."""
+
+    def __init__(self, refused: dict[int, PostRefused]) -> None:
+        super().__init__(f"{len(refused)} of the posts were refused")
+        self.refused = refused
+
+
+async def schedule_many(
+    user_id: int, specs: list[PostSpec], *, now: datetime | None = None
+) -> list[int]:
+    """schedule() for many posts at once (the content sync of a large source): each is
+    checked exactly as schedule() checks one; if any is refused nothing is written and
+    BatchRefused says which; otherwise all are written in one transaction, a few
+    multi-row statements in all. Returns the new posts' ids, in order."""
+    now = now or datetime.now(UTC)
+    if not specs:
+        return []
+    account_ids = list({t.account_id for spec in specs for t in spec.targets})
+    found = await Account.objects().where(
+        (Account.user == user_id) & Account.id.is_in(account_ids or [0])
+    )
+    accounts = {a.id: a for a in found}
+    media_ids = list({m for spec in specs for m in spec.media_ids})
+    owned = await Media.objects().where((Media.user == user_id) & Media.id.is_in(media_ids or [0]))
+    media = {m.id: m for m in owned}
+    refused: dict[int, PostRefused] = {}
+    for index, spec in enumerate(specs):
+        if any(m not in media for m in spec.media_ids):
+            missing = rules.Problem("", "media", "A media file is missing.", "error")
+            refused[index] = PostRefused([missing])
+        elif errors := _refusals(spec, accounts, [media[m] for m in spec.media_ids], now):
+            refused[index] = PostRefused(errors)
+    if refused:
+        raise BatchRefused(refused)
+    rows, statuses = [], []
+    for spec in specs:
+        columns = _post_columns(user_id, spec, now)
+        targets = [_target_status(spec, accounts[t.account_id]) for t in spec.targets]
+        columns[Post.status] = post_status(targets)
+        rows.append(Post(columns))
+        statuses.append(targets)
+    async with engine_finder().transaction():
+        inserted = await Post.insert(*rows).returning(
+            Post.id, Post.publish_at, Post.source_item_id
+        )
+        if all(spec.source.get("item_id") for spec in specs):  # same order as `specs`
+            by_item = {row["source_item_id"]: row for row in inserted}
+            inserted = [by_item[spec.source["item_id"]] for spec in specs]
+        children: list[PostTarget] = []
+        links: list[PostMedia] = []
+        for spec, row, target_statuses in zip(specs, inserted, statuses, strict=True):
+            due = None if spec.draft else (row["publish_at"] or now)
+            for target, status in zip(spec.targets, target_statuses, strict=True):
+                children.append(
+                    PostTarget(
+                        {
+                            PostTarget.post: row["id"],
+                            PostTarget.account: target.account_id,
+                            PostTarget.text: target.text,
+                            PostTarget.options: target.options,
+                            PostTarget.status: status,
+                            PostTarget.due_at: due,
+                        }
+                    )
+                )
+            for position, media_id in enumerate(spec.media_ids):
+                links.append(
+                    PostMedia(
+                        {
+                            PostMedia.post: row["id"],
+                            PostMedia.media: media_id,
+                            PostMedia.position: position,
+                        }
+                    )
+                )
+        if children:
+            await PostTarget.insert(*children)
+        if links:
+            await PostMedia.insert(*links)
+    return [row["id"] for row in inserted]
+
+
+def _target_status(spec: PostSpec, account: Account) -> str:
+    if spec.draft:
+        return "draft"
+    return "held" if account.status == "disconnected" else "scheduled"
 
 
 async def update(user_id: int, post_id: int, spec: PostSpec, *, now: datetime | None = None):
@@ -282,6 +420,25 @@ async def retry(user_id: int, post_id: int, target_ids: list[int] | None = None)
         )
         await refresh_post_status(post_id)
     return len(rows)
+
+
+async def relink_source(user_id: int, post_id: int, source: dict[str, Any]) -> None:
+    """Record where a file-defined post now comes from (its file moved, or it left the
+    source) without touching what it publishes: only path, commit and content hash."""
+    columns = {
+        column: source[key]
+        for key, column in (
+            ("path", Post.source_path),
+            ("commit", Post.source_commit),
+            ("content_hash", Post.content_hash),
+        )
+        if key in source
+    }
+    async with engine_finder().transaction():
+        await _lock_post(post_id)
+        await owned_post(user_id, post_id)
+        if columns:
+            await Post.update(columns).where(Post.id == post_id)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -137,8 +137,7 @@ async def publish_batch(settings: Settings, worker: str, limit: int = BATCH) -> 
         return 0
     context = await _load_context(claimed)
     await asyncio.gather(*(_run(settings, claim_id, item, context) for item in claimed))
-    for post_id in {item.post for item in claimed}:
-        await posts.refresh_post_status(post_id)
+    await posts.refresh_statuses(list({item.post for item in claimed}))
     return len(claimed)
 
 
@@ -155,7 +154,7 @@ async def _load_context(claimed: list[Claimed]) -> Context:
     account_ids = list({c.account for c in claimed})
     post_rows = await Post.objects().where(Post.id.is_in(post_ids))
     account_rows = await Account.objects().where(Account.id.is_in(account_ids))
-    files = {pid: await posts.media_of(pid) for pid in post_ids}
+    files = await posts.media_of_posts(post_ids)
     return Context({p.id: p for p in post_rows}, {a.id: a for a in account_rows}, files)
 
 

@@ -44,3 +44,26 @@ def embedded_dsn(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
         server.psql(f'CREATE DATABASE "{database}";')
         log.info("created embedded database %s in %s", database, data_dir / "pg")
     return server.get_uri(database)
+
+
+async def _light_reset(connection) -> None:
+    """asyncpg's default reset sends RESET ALL, UNLISTEN * and an advisory unlock each
+    time a connection goes back to the pool: a second round trip per query. We keep no
+    session state (advisory locks are transaction-scoped), so only an abandoned
+    transaction needs undoing."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
+async def start_pool(min_size: int = 1, max_size: int = 10) -> None:
+    from piccolo.engine import engine_finder
+
+    await engine_finder().start_connection_pool(
+        min_size=min_size, max_size=max_size, reset=_light_reset
+    )
+
+
+async def close_pool() -> None:
+    from piccolo.engine import engine_finder
+
+    await engine_finder().close_connection_pool()

@@ -220,8 +220,9 @@ class XPublisher:
             if wait:
                 return StepResult(progress, wait_s=wait)
         while (index := _posted(progress)) < len(texts):
+            last = index == len(texts) - 1
             await self._post(
-                api, _tweet_body(request, texts, index, progress), progress, checkpoint
+                api, _tweet_body(request, texts, index, progress), progress, checkpoint, last
             )
         return self._done(request, progress)
 
@@ -231,8 +232,11 @@ class XPublisher:
         body: dict[str, Any],
         progress: dict[str, Any],
         checkpoint: Checkpoint,
+        last: bool = True,
     ) -> None:
-        """The irreversible POST /2/tweets, bracketed by progress["attempting"]."""
+        """The irreversible POST /2/tweets, bracketed by progress["attempting"]. After the
+        last post no checkpoint is needed: the caller records the returned progress, and
+        should it die first, recover() finds the post on the timeline."""
         index = _posted(progress)
         progress["attempting"] = "tweet" if index == 0 else f"reply:{index}"
         progress["attempted_at"] = time.time()
@@ -247,7 +251,10 @@ class XPublisher:
         post_id = str((answer.get("data") or {}).get("id") or "")
         if response.status_code == 201 and post_id:
             _record(progress, index, post_id)
-            await _settle(progress, checkpoint)
+            if last:
+                _clear_attempt(progress)
+            else:
+                await _settle(progress, checkpoint)
             return
         # A 4xx is X refusing the post: it certainly does not exist. A 5xx (or a 201
         # without an id) leaves "attempting" set, so recover() looks at the timeline.
