@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 100
 MAX_ATTEMPTS = 8  # transient failures; rate limits defer without counting
-PLATFORM_CONCURRENCY = {"x": 8, "facebook": 16, "instagram": 16, "tiktok": 8}
+PLATFORM_CONCURRENCY = {"x": 32, "facebook": 32, "instagram": 32, "tiktok": 16}
 ACCOUNT_CONCURRENCY = 2
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 15 * 60
