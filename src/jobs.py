@@ -61,7 +61,30 @@ async def purge_orphan_media(ctx: dict[str, Any]) -> int:
     return await media.purge_orphans(ctx["settings"])
 
 
-FUNCTIONS = [ping, purge_expired_sessions, refresh_tokens, sweep_claims, purge_orphan_media]
+async def sync_content(ctx: dict[str, Any], *, source_id: int, trigger: str = "manual") -> dict:
+    """Sync one content source (Sync now, webhooks)."""
+    from src.content.sync import sync_source
+
+    result = await sync_source(source_id, ctx["settings"], trigger=trigger)
+    return {"status": result.status, "commit": result.commit, **result.counts}
+
+
+async def poll_content(ctx: dict[str, Any]) -> int:
+    """Sync the content sources whose poll interval has passed."""
+    from src.content.sync import poll
+
+    return await poll(ctx["settings"])
+
+
+FUNCTIONS = [
+    ping,
+    purge_expired_sessions,
+    refresh_tokens,
+    sweep_claims,
+    purge_orphan_media,
+    sync_content,
+    poll_content,
+]
 
 
 def cron_jobs(settings: Settings) -> list[CronJob]:
@@ -70,6 +93,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         CronJob(refresh_tokens, cron=settings.refresh_cron, timeout=300),
         CronJob(sweep_claims, cron="* * * * * */5", timeout=60),
         CronJob(purge_orphan_media, cron="41 * * * *", timeout=600),
+        CronJob(poll_content, cron="* * * * *", timeout=1800),
     ]
 
 

@@ -275,52 +275,79 @@ async def schedule_many(
             refused[index] = PostRefused(errors)
     if refused:
         raise BatchRefused(refused)
-    rows, statuses = [], []
-    for spec in specs:
-        columns = _post_columns(user_id, spec, now)
-        targets = [_target_status(spec, accounts[t.account_id]) for t in spec.targets]
-        columns[Post.status] = post_status(targets)
-        rows.append(Post(columns))
-        statuses.append(targets)
+    posts_columns: list[list[Any]] = [[] for _ in range(11)]
+    targets_columns: list[list[Any]] = [[] for _ in range(6)]
+    media_columns: list[list[Any]] = [[] for _ in range(3)]
     async with engine_finder().transaction():
-        inserted = await Post.insert(*rows).returning(
-            Post.id, Post.publish_at, Post.source_item_id
+        rows = await Post.raw(
+            "SELECT nextval(pg_get_serial_sequence('posts', 'id')) AS id "
+            "FROM generate_series(1, {})",
+            len(specs),
         )
-        if all(spec.source.get("item_id") for spec in specs):  # same order as `specs`
-            by_item = {row["source_item_id"]: row for row in inserted}
-            inserted = [by_item[spec.source["item_id"]] for spec in specs]
-        children: list[PostTarget] = []
-        links: list[PostMedia] = []
-        for spec, row, target_statuses in zip(specs, inserted, statuses, strict=True):
-            due = None if spec.draft else (row["publish_at"] or now)
-            for target, status in zip(spec.targets, target_statuses, strict=True):
-                children.append(
-                    PostTarget(
-                        {
-                            PostTarget.post: row["id"],
-                            PostTarget.account: target.account_id,
-                            PostTarget.text: target.text,
-                            PostTarget.options: target.options,
-                            PostTarget.status: status,
-                            PostTarget.due_at: due,
-                        }
-                    )
+        ids = [row["id"] for row in rows]
+        for post_id, spec in zip(ids, specs, strict=True):
+            columns = _post_columns(user_id, spec, now)
+            statuses = [_target_status(spec, accounts[t.account_id]) for t in spec.targets]
+            publish_at = columns[Post.publish_at]
+            for values, value in zip(
+                posts_columns,
+                (
+                    post_id,
+                    columns[Post.text],
+                    publish_at,
+                    columns[Post.timezone],
+                    post_status(statuses),
+                    columns.get(Post.source, "composer"),
+                    columns.get(Post.content_source),
+                    columns.get(Post.source_path, ""),
+                    columns.get(Post.source_item_id),
+                    columns.get(Post.source_commit, ""),
+                    columns.get(Post.content_hash, ""),
+                ),
+                strict=True,
+            ):
+                values.append(value)
+            due = None if spec.draft else (publish_at or now)
+            for target, status in zip(spec.targets, statuses, strict=True):
+                row = (
+                    post_id,
+                    target.account_id,
+                    target.text,
+                    json.dumps(target.options),
+                    status,
+                    due,
                 )
+                for values, value in zip(targets_columns, row, strict=True):
+                    values.append(value)
             for position, media_id in enumerate(spec.media_ids):
-                links.append(
-                    PostMedia(
-                        {
-                            PostMedia.post: row["id"],
-                            PostMedia.media: media_id,
-                            PostMedia.position: position,
-                        }
-                    )
-                )
-        if children:
-            await PostTarget.insert(*children)
-        if links:
-            await PostMedia.insert(*links)
-    return [row["id"] for row in inserted]
+                for values, value in zip(media_columns, (post_id, media_id, position), strict=True):
+                    values.append(value)
+        # Multi-row statements over arrays: one round trip per table, whatever the count.
+        await Post.raw(
+            'INSERT INTO posts (id, "user", text, publish_at, timezone, status, source, '
+            "content_source, source_path, source_item_id, source_commit, content_hash) "
+            "SELECT v.id, {}, v.text, v.publish_at, v.timezone, v.status, v.source, v.cs, "
+            "v.path, v.item, v.commit, v.hash FROM unnest({}::int[], {}::text[], "
+            "{}::timestamptz[], {}::text[], {}::text[], {}::text[], {}::int[], {}::text[], "
+            "{}::text[], {}::text[], {}::text[]) AS v(id, text, publish_at, timezone, status, "
+            "source, cs, path, item, commit, hash)",
+            user_id,
+            *posts_columns,
+        )
+        await PostTarget.raw(
+            "INSERT INTO post_targets (post, account, text, options, status, due_at) "
+            "SELECT v.post, v.account, v.text, v.options::jsonb, v.status, v.due "
+            "FROM unnest({}::int[], {}::int[], {}::text[], {}::text[], {}::text[], "
+            "{}::timestamptz[]) AS v(post, account, text, options, status, due)",
+            *targets_columns,
+        )
+        if media_columns[0]:
+            await PostMedia.raw(
+                "INSERT INTO post_media (post, media, position) "
+                "SELECT * FROM unnest({}::int[], {}::int[], {}::int[])",
+                *media_columns,
+            )
+    return ids
 
 
 def _target_status(spec: PostSpec, account: Account) -> str:

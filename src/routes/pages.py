@@ -15,11 +15,6 @@ EMPTY_STATES = {
         "Nothing scheduled yet",
         "Scheduled and published posts appear here, in your time zone.",
     ),
-    "content": (
-        "Content",
-        "Posts as files",
-        "Schedule posts by committing YAML files to a folder or a git repository.",
-    ),
 }
 
 

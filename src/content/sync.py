@@ -1,0 +1,939 @@
+"""Sync = reconcile: make the posts of a content source match its files, through the
+scheduling domain (posts.schedule / update / cancel), never by writing posts directly.
+
+For each post a file defines (identity: source + id, never the path):
+  new → scheduled (an error if its publish_at has already passed, unless `now`);
+  changed, nothing published yet → updated and rescheduled;
+  changed after publishing started → a warning, nothing re-sent;
+  moved to another file, same content → its path is recorded, nothing else changes;
+  gone from the source → its unpublished targets cancelled (history kept).
+Every file is all or nothing, in its own transaction: a file with any error changes
+nothing, and its posts keep their previous state (they are not "removed" either). A
+broken settings file or an unreadable source changes nothing at all.
+
+A second run changes nothing: a post whose content hash and path match its file is left
+alone, and an unchanged commit that synced cleanly is not even read again. Files whose
+blob, settings and media are unchanged since the last sync are not parsed again either
+(a small cache per source in OKK_DATA_DIR/content). Two syncs of one source never run
+at once: a PostgreSQL advisory lock, held on a connection of its own, serialises them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from piccolo.engine import engine_finder
+
+from src import posts, rules
+from src.config import Settings
+from src.content import media as content_media
+from src.content.loader import (
+    MAX_FILE_BYTES,
+    FolderSettings,
+    Item,
+    ParsedFile,
+    Problem,
+    parse_file,
+    parse_settings,
+    place_of_field,
+    target_options,
+    target_text,
+)
+from src.content.sources import Entry, GitRepo, LocalSnapshot, Snapshot, SourceError, git_dir
+from src.db.tables import Account, ContentSource, SyncRun
+
+log = logging.getLogger(__name__)
+
+REMOVED = "removed"  # the content hash of a post whose item left the source
+STARTED = {"publishing", "published", "partial", "unconfirmed"}  # post statuses
+LOCK_CLASS = 0x4F4B43  # first key of pg_advisory_lock(int, int); the source id is second
+LOCK_WAIT = "15min"
+CACHE_VERSION = 1
+PAST_GRACE_S = 60
+
+
+# -- the plan -----------------------------------------------------------------------------
+@dataclass
+class ItemPlan:
+    action: str  # create | update | move | unchanged | drift | cancel
+    item_id: str
+    path: str
+    post_id: int | None = None
+    item: Item | None = None
+    hash: str = ""
+    media: list[Entry] = field(default_factory=list)
+    account_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class FilePlan:
+    path: str
+    entry: Entry
+    parsed: ParsedFile | None = None
+    items: list[ItemPlan] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    cacheable: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    def problem(self, message: str, place: tuple = (), item: str | None = None, warn=False):
+        line = self.parsed.line(place) if self.parsed else None
+        self.problems.append(
+            Problem(self.path, line, message, "warning" if warn else "error", item)
+        )
+
+
+@dataclass
+class Plan:
+    commit: str
+    files: list[FilePlan] = field(default_factory=list)
+    cancels: list[ItemPlan] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # the source's own
+    fatal: bool = False  # nothing may be applied (settings broken, source unreadable)
+    settings_blob: str = ""
+
+    def all_problems(self) -> list[Problem]:
+        found = list(self.problems)
+        for file in self.files:
+            found += file.problems
+        return found
+
+    def actions(self) -> list[ItemPlan]:
+        done = [i for f in self.files if f.ok for i in f.items]
+        return [*done, *([] if self.fatal else self.cancels)]
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(("create", "update", "move", "unchanged", "drift", "cancel"), 0)
+        for item in self.actions():
+            counts[item.action] += 1
+        counts["errors"] = sum(1 for p in self.all_problems() if p.severity == "error")
+        counts["warnings"] = sum(1 for p in self.all_problems() if p.severity == "warning")
+        return counts
+
+
+def _lexical(from_file: str, written: str) -> str:
+    return posixpath.normpath(posixpath.join(posixpath.dirname(from_file), written.strip()))
+
+
+def item_hash(item: Item, media: list[Entry]) -> str:
+    payload = item.canonical() | {"media": [[e.path, e.blob] for e in media]}
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- accounts -----------------------------------------------------------------------------
+class AccountBook:
+    """A user's accounts by platform and handle (also display name and external id)."""
+
+    def __init__(self, rows: list[Account]) -> None:
+        self.by_key: dict[tuple[str, str], Account] = {}
+        for account in rows:
+            for name in (account.display_name, account.external_id, account.handle):
+                if name:
+                    self.by_key[(account.platform, name.lstrip("@").lower())] = account
+
+    def find(self, platform: str, handle: str) -> Account | None:
+        return self.by_key.get((platform, handle.lower()))
+
+    def known(self, platform: str) -> list[str]:
+        names = {a.handle for (p, _), a in self.by_key.items() if p == platform and a.handle}
+        return sorted(names)
+
+    @classmethod
+    async def of(cls, user_id: int) -> AccountBook:
+        return cls(await Account.objects().where(Account.user == user_id))
+
+
+# -- building the plan --------------------------------------------------------------------
+def _cache_key(source: ContentSource | None, snapshot: Snapshot) -> str:
+    parts = [type(snapshot).__name__, snapshot.base]
+    if source is not None:
+        parts += [source.kind, source.url, source.branch]
+    return "|".join(parts)
+
+
+def _reusable(
+    cached: dict[str, Any] | None, entry: Entry, snapshot: Snapshot, rows: dict[str, dict]
+) -> list[ItemPlan] | None:
+    """The file's items from the cache, when nothing they depend on has changed."""
+    if not cached or cached.get("blob") != entry.blob:
+        return None
+    entries = snapshot.entries()
+    plans = []
+    for item_id, digest, media in cached["items"]:
+        for path, blob in media:
+            if (found := entries.get(path)) is None or found.blob != blob:
+                return None
+        row = rows.get(item_id)
+        if row is None or row["content_hash"] != digest or row["source_path"] != entry.path:
+            return None
+        plans.append(ItemPlan("unchanged", item_id, entry.path, row["id"], hash=digest))
+    return plans
+
+
+async def build_plan(
+    snapshot: Snapshot,
+    *,
+    rows: list[dict[str, Any]] | None,
+    book: AccountBook | None,
+    now: datetime,
+    cache: dict[str, Any] | None = None,
+    source: ContentSource | None = None,
+    past_is_error: bool = True,
+) -> Plan:
+    """What a sync would do. `rows`: the source's posts (None: no database, everything
+    is new); `book`: the user's accounts (None: not checked)."""
+    plan = Plan(snapshot.commit)
+    by_id = {r["source_item_id"]: r for r in rows or []}
+    settings = FolderSettings()
+    settings_entry = snapshot.settings_entry()
+    if settings_entry is not None:
+        plan.settings_blob = settings_entry.blob
+        data = (await snapshot.read_many([settings_entry.path]))[settings_entry.path]
+        settings, problems = parse_settings(settings_entry.path, data)
+        plan.problems += problems
+        if any(p.severity == "error" for p in problems):
+            plan.fatal = True
+            plan.problems.append(
+                Problem(settings_entry.path, None, "the settings file is broken: nothing synced")
+            )
+    cache = cache or {}
+    cache_ok = (
+        cache.get("version") == CACHE_VERSION
+        and cache.get("key") == _cache_key(source, snapshot)
+        and cache.get("settings") == plan.settings_blob
+    )
+    cached_files = cache.get("files", {}) if cache_ok else {}
+
+    to_read: list[tuple[FilePlan, Entry]] = []
+    for entry in snapshot.post_files():
+        file = FilePlan(entry.path, entry)
+        plan.files.append(file)
+        reused = _reusable(cached_files.get(entry.path), entry, snapshot, by_id)
+        if reused is not None:
+            file.items = reused
+            continue
+        target = await snapshot.follow(entry)
+        if isinstance(target, str):
+            file.problem(target)
+            continue
+        if target.size > MAX_FILE_BYTES:
+            file.problem(
+                f"the file is {target.size:,} bytes; post files may be at most "
+                f"{MAX_FILE_BYTES:,} bytes"
+            )
+            continue
+        file.cacheable = not entry.link
+        to_read.append((file, target))
+    contents = await snapshot.read_many([t.path for _, t in to_read])
+    protected: set[str] = set()
+    for file, target in to_read:
+        file.parsed = parse_file(file.path, contents[target.path], settings)
+        file.problems += file.parsed.problems
+        protected.update(file.parsed.ids_hint)
+        for item in file.parsed.items:
+            await _plan_item(
+                plan, file, item, snapshot, by_id, book, now if past_is_error else None
+            )
+    _refuse_duplicates(plan, protected)
+    for file in plan.files:
+        if not file.ok:
+            protected.update(i.item_id for i in file.items)
+            protected.update(r_id for r_id, r in by_id.items() if r["source_path"] == file.path)
+            file.items = []
+    wanted = {i.item_id for f in plan.files for i in f.items} | protected
+    for item_id, row in by_id.items():
+        if item_id not in wanted and row["content_hash"] != REMOVED:
+            plan.cancels.append(ItemPlan("cancel", item_id, row["source_path"], row["id"]))
+    return plan
+
+
+async def _plan_item(
+    plan: Plan,
+    file: FilePlan,
+    item: Item,
+    snapshot: Snapshot,
+    rows: dict[str, dict],
+    book: AccountBook | None,
+    now: datetime | None,
+) -> None:
+    media: list[Entry] = []
+    for index, written in enumerate(item.media):
+        found = await snapshot.resolve(file.path, written)
+        place = (*item.place, "media", index) if len(item.media) > 1 else (*item.place, "media")
+        if isinstance(found, str):
+            file.problem(found, place, item.id)
+            continue
+        if found.path != _lexical(file.path, written):
+            file.cacheable = False  # reached through a symlink
+        media.append(found)
+    digest = item_hash(item, media)
+    row = rows.get(item.id)
+    plan_item = ItemPlan("unchanged", item.id, file.path, row["id"] if row else None, item, digest)
+    plan_item.media = media
+    if row is None:
+        plan_item.action = "create"
+        if now and not item.draft and not item.now and item.publish_at is not None:
+            late = (now - item.publish_at).total_seconds()
+            if late > PAST_GRACE_S:
+                local = item.publish_at.astimezone(ZoneInfo(item.timezone))
+                file.problem(
+                    f"publish_at {local:%Y-%m-%d %H:%M} ({item.timezone}) is already past: the "
+                    "post is not scheduled, so an old file never publishes by surprise. "
+                    "Choose a later time, or write publish_at: now",
+                    (*item.place, "publish_at"),
+                    item.id,
+                )
+    elif row["content_hash"] == digest:
+        plan_item.action = "move" if row["source_path"] != file.path else "unchanged"
+    elif row["status"] in STARTED:
+        plan_item.action = "drift"
+        file.problem(
+            f"post '{item.id}' changed after publishing started: nothing was re-sent "
+            "(edit what is left in the app, or give a new post a new id)",
+            (*item.place, "id"),
+            item.id,
+            warn=True,
+        )
+    else:
+        plan_item.action = "update"
+    if book is not None and plan_item.action in ("create", "update"):
+        plan_item.account_ids = _resolve_accounts(file, item, book)
+    file.items.append(plan_item)
+
+
+def _resolve_accounts(file: FilePlan, item: Item, book: AccountBook) -> list[int]:
+    ids = []
+    for (platform, handle), place in zip(item.accounts, item.account_places, strict=True):
+        account = book.find(platform, handle)
+        if account is None:
+            known = ", ".join(f"{platform}:@{h}" for h in book.known(platform)) or "none"
+            file.problem(
+                f"unknown account {platform}:{handle}: connect it on the Connections page "
+                f"(connected {platform} accounts: {known})",
+                place,
+                item.id,
+            )
+        elif account.id not in ids:
+            ids.append(account.id)
+    return ids
+
+
+def _refuse_duplicates(plan: Plan, protected: set[str]) -> None:
+    """An id defined in two files: both are refused (and their posts left alone)."""
+    where: dict[str, list[FilePlan]] = {}
+    for file in plan.files:
+        for item in file.items:
+            where.setdefault(item.item_id, []).append(file)
+    for item_id, files in where.items():
+        if len(files) < 2:
+            continue
+        protected.add(item_id)
+        for file in files:
+            others = ", ".join(f.path for f in files if f is not file)
+            place = next((i.item.place for i in file.items if i.item_id == item_id and i.item), ())
+            file.problem(
+                f"id '{item_id}' is also used in {others}: ids must be unique in a source",
+                (*place, "id"),
+                item_id,
+            )
+            file.cacheable = False
+
+
+# -- applying it --------------------------------------------------------------------------
+def _spec(
+    plan_item: ItemPlan,
+    book_platforms: dict[int, str],
+    media_ids: list[int],
+    source_id: int,
+    commit: str,
+    now: datetime,
+) -> posts.PostSpec:
+    item = plan_item.item
+    assert item is not None
+    targets = []
+    for account_id in plan_item.account_ids:
+        platform = book_platforms[account_id]
+        targets.append(
+            posts.TargetSpec(
+                account_id, target_text(item, platform), target_options(item, platform)
+            )
+        )
+    return posts.PostSpec(
+        text=item.text,
+        targets=targets,
+        publish_at=now if item.now else item.publish_at,
+        timezone=item.timezone,
+        media_ids=media_ids,
+        draft=item.draft,
+        source={
+            "content_source": source_id,
+            "path": plan_item.path,
+            "item_id": item.id,
+            "commit": commit,
+            "content_hash": plan_item.hash,
+        },
+    )
+
+
+@dataclass
+class Outcome:
+    created: int = 0
+    updated: int = 0
+    cancelled: int = 0
+    unchanged: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    applied_files: set[str] = field(default_factory=set)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def _refusal(file: FilePlan, plan_item: ItemPlan, exc: posts.PostRefused) -> None:
+    item = plan_item.item
+    for problem in exc.problems:
+        if problem.severity != "error":
+            continue
+        platform = problem.platform
+        place = place_of_field(item, platform, problem.field) if item else ()
+        prefix = f"{rules_title(platform)}: " if platform else ""
+        file.problem(prefix + problem.message, place, plan_item.item_id)
+
+
+def rules_title(platform: str) -> str:
+    return {"facebook": "Facebook", "instagram": "Instagram", "tiktok": "TikTok", "x": "X"}.get(
+        platform, platform
+    )
+
+
+BATCH_POSTS = 500  # new posts written per schedule_many call
+
+
+async def apply(
+    plan: Plan,
+    snapshot: Snapshot,
+    *,
+    user_id: int,
+    source_id: int,
+    book: AccountBook,
+    settings: Settings,
+    now: datetime,
+) -> Outcome:
+    """Carry out a plan. Files that only add posts are written in batches (one
+    schedule_many per batch: all of it or nothing, so a file is still all or nothing);
+    every other file in a transaction of its own."""
+    outcome = Outcome()
+    if plan.fatal:
+        outcome.problems = plan.all_problems()
+        return outcome
+    applier = _Applier(plan, snapshot, user_id, source_id, book, settings, now, outcome)
+    batch: list[tuple[FilePlan, list[ItemPlan], list[posts.PostSpec]]] = []
+    pending = 0
+    for file in plan.files:
+        work = [i for i in file.items if i.action in ("create", "update", "move")]
+        if not file.ok or not work:
+            continue
+        if all(i.action == "create" for i in work):
+            specs = await applier.specs(file, work)
+            if specs is not None:
+                batch.append((file, work, specs))
+                pending += len(specs)
+            if pending >= BATCH_POSTS:
+                await applier.flush(batch)
+                batch, pending = [], 0
+        else:
+            await applier.file(file, work)
+    await applier.flush(batch)
+    for file in plan.files:
+        if file.ok:
+            outcome.applied_files.add(file.path)
+            outcome.unchanged += sum(1 for i in file.items if i.action in ("unchanged", "drift"))
+        outcome.problems += file.problems
+    for plan_item in plan.cancels:
+        async with engine_finder().transaction():
+            await posts.cancel(user_id, plan_item.post_id)
+            await posts.relink_source(user_id, plan_item.post_id, {"content_hash": REMOVED})
+        outcome.cancelled += 1
+    outcome.problems = [*plan.problems, *outcome.problems]
+    return outcome
+
+
+@dataclass
+class _Applier:
+    plan: Plan
+    snapshot: Snapshot
+    user_id: int
+    source_id: int
+    book: AccountBook
+    settings: Settings
+    now: datetime
+    outcome: Outcome
+    stored: dict[str, int] = field(default_factory=dict)  # blob -> media id, this run
+
+    @property
+    def platforms(self) -> dict[int, str]:
+        return {a.id: a.platform for a in self.book.by_key.values()}
+
+    async def specs(self, file: FilePlan, work: list[ItemPlan]) -> list[posts.PostSpec] | None:
+        """The domain's specs for the file's new and changed posts (media stored first),
+        or None when a media file cannot be used (the file then changes nothing)."""
+        platforms = self.platforms
+        specs = []
+        for plan_item in work:
+            if plan_item.action == "move":
+                continue
+            media_ids = []
+            for index, entry in enumerate(plan_item.media):
+                if entry.blob not in self.stored:
+                    try:
+                        self.stored[entry.blob] = await content_media.store(
+                            self.user_id, self.snapshot, entry, self.settings
+                        )
+                    except content_media.MediaProblem as exc:
+                        item = plan_item.item
+                        many = len(item.media) > 1
+                        place = (*item.place, "media", index) if many else (*item.place, "media")
+                        file.problem(str(exc), place, plan_item.item_id)
+                        return None
+                media_ids.append(self.stored[entry.blob])
+            specs.append(
+                _spec(plan_item, platforms, media_ids, self.source_id, self.plan.commit, self.now)
+            )
+        return specs
+
+    async def flush(self, batch: list[tuple[FilePlan, list[ItemPlan], list[posts.PostSpec]]]):
+        while batch:
+            specs = [spec for _, _, file_specs in batch for spec in file_specs]
+            try:
+                await posts.schedule_many(self.user_id, specs, now=self.now)
+            except posts.BatchRefused as exc:
+                owners = [(f, w[i]) for f, w, fs in batch for i in range(len(fs))]
+                for index, refusal in exc.refused.items():
+                    file, plan_item = owners[index]
+                    _refusal(file, plan_item, refusal)
+                batch = [b for b in batch if b[0].ok]  # the rest again, without them
+                continue
+            except Exception:  # e.g. a unique violation from a concurrent writer
+                log.warning("batch of new posts failed; applying file by file", exc_info=True)
+                for file, work, _ in batch:
+                    await self.file(file, work)
+                return
+            self.outcome.created += len(specs)
+            return
+
+    async def file(self, file: FilePlan, work: list[ItemPlan]) -> None:
+        """One file in one transaction, through schedule / update / relink_source."""
+        specs = await self.specs(file, work)
+        if specs is None:
+            return
+        by_id = {spec.source["item_id"]: spec for spec in specs}
+        current: ItemPlan | None = None
+        try:
+            async with engine_finder().transaction():
+                for current in work:
+                    if current.action == "create":
+                        await posts.schedule(self.user_id, by_id[current.item_id], now=self.now)
+                    elif current.action == "update":
+                        await posts.update(
+                            self.user_id, current.post_id, by_id[current.item_id], now=self.now
+                        )
+                    else:
+                        source = {"path": file.path, "commit": self.plan.commit}
+                        await posts.relink_source(self.user_id, current.post_id, source)
+        except posts.PostRefused as exc:
+            if current is not None and current.action == "update" and _started(exc):
+                current.action = "drift"  # it started between plan and apply: the rest again
+                file.problem(
+                    f"post '{current.item_id}' changed after publishing started: "
+                    "nothing was re-sent",
+                    (*current.item.place, "id"),
+                    current.item_id,
+                    warn=True,
+                )
+                rest = [i for i in work if i.action in ("create", "update", "move")]
+                if rest:
+                    await self.file(file, rest)
+                return
+            _refusal(file, current, exc)
+            return
+        for done in work:
+            if done.action == "create":
+                self.outcome.created += 1
+            else:
+                self.outcome.updated += 1
+
+
+def _started(exc: posts.PostRefused) -> bool:
+    return any(p.field == "post" for p in exc.problems)
+
+
+# -- the cache ----------------------------------------------------------------------------
+def cache_path(settings: Settings, source_id: int) -> Path:
+    return settings.data_dir / "content" / f"source-{source_id}.json"
+
+
+def load_cache(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_cache(path: Path, plan: Plan, outcome: Outcome, key: str) -> None:
+    files = {}
+    for file in plan.files:
+        if file.path not in outcome.applied_files or not file.cacheable:
+            continue
+        files[file.path] = {
+            "blob": file.entry.blob,
+            "items": [
+                [i.item_id, i.hash, [[m.path, m.blob] for m in i.media]]
+                for i in file.items
+                if i.action != "drift"
+            ],
+        }
+        if any(i.action == "drift" for i in file.items):
+            del files[file.path]  # re-check it next time, so the warning stays visible
+    data = {"version": CACHE_VERSION, "key": key, "settings": plan.settings_blob, "files": files}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(f".{os.getpid()}.tmp")
+    temp.write_text(json.dumps(data, separators=(",", ":")))
+    os.replace(temp, path)
+
+
+# -- one source, one at a time -------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def source_lock(source_id: int) -> AsyncIterator[None]:
+    """Hold the source's advisory lock (session-level) on a connection of its own for
+    the whole sync; waits for a sync already running. A pooled connection is reset when
+    released (asyncpg unlocks all advisory locks then), a closed one releases them too,
+    so a crashed or cancelled sync never keeps the lock."""
+    engine = engine_finder()
+    pool = engine.pool
+    connection = await (pool.acquire() if pool is not None else engine.get_new_connection())
+    try:
+        await connection.execute(f"SET lock_timeout = '{LOCK_WAIT}'")
+        await connection.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, source_id)
+        yield
+        await connection.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, source_id)
+        await connection.execute("RESET lock_timeout")
+    finally:
+        if pool is not None:
+            await pool.release(connection)
+        else:
+            await connection.close()
+
+
+@dataclass
+class SyncResult:
+    run_id: int | None
+    status: str  # ok | partial | failed | unchanged | disabled
+    commit: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+async def open_source(
+    source: ContentSource, settings: Settings
+) -> tuple[str, Callable[[], Awaitable[Snapshot]]]:
+    """The source's current commit, cheaply (a git source asks the remote, moving no
+    objects), and how to get its snapshot (fetching only when the commit is new here)."""
+    from src.content import service
+
+    if source.kind == "local":
+        snapshot = await asyncio.to_thread(LocalSnapshot, Path(source.url), source.subpath)
+
+        async def ready() -> Snapshot:
+            return snapshot
+
+        return snapshot.commit, ready
+    repo = GitRepo(
+        git_dir(settings.data_dir, source.id),
+        source.url,
+        source.branch,
+        service.token_of(source, settings),
+    )
+    head = await repo.remote_head()
+    if head is None:
+        raise SourceError(f"the branch {source.branch} does not exist")
+
+    async def fetched() -> Snapshot:
+        commit = head if head == await repo.local_head() else await repo.fetch()
+        return await repo.snapshot(commit, source.subpath)
+
+    return head, fetched
+
+
+async def open_snapshot(source: ContentSource, settings: Settings) -> Snapshot:
+    _, make = await open_source(source, settings)
+    return await make()
+
+
+async def _clean_run(source: ContentSource, snapshot_commit: str) -> bool:
+    """Whether the last finished run synced this very commit without errors."""
+    rows = (
+        await SyncRun.select(SyncRun.status, SyncRun.commit)
+        .where((SyncRun.source == source.id) & (SyncRun.status != "running"))
+        .order_by(SyncRun.id, ascending=False)
+        .limit(1)
+    )
+    return bool(rows) and rows[0]["status"] == "ok" and rows[0]["commit"] == snapshot_commit
+
+
+async def sync_source(
+    source_id: int, settings: Settings, *, trigger: str = "manual", now: datetime | None = None
+) -> SyncResult:
+    """Fetch, plan and apply one source; record a SyncRun (except for a poll that finds
+    nothing new)."""
+    async with source_lock(source_id):
+        source = await ContentSource.objects().get(ContentSource.id == source_id)
+        if source is None:
+            raise LookupError(source_id)
+        if not source.enabled and trigger != "cli":
+            return SyncResult(None, "disabled", source.last_commit)
+        await SyncRun.update(
+            {
+                SyncRun.status: "failed",
+                SyncRun.finished_at: datetime.now(UTC),
+                SyncRun.errors: [
+                    {
+                        "file": "",
+                        "line": None,
+                        "message": "interrupted",
+                        "severity": "error",
+                        "item": None,
+                    }
+                ],
+            }
+        ).where((SyncRun.source == source_id) & (SyncRun.status == "running"))
+        started = time.perf_counter()
+        try:
+            commit, make = await open_source(source, settings)
+            if commit == source.last_commit and await _clean_run(source, commit):
+                await ContentSource.update({ContentSource.last_synced_at: datetime.now(UTC)}).where(
+                    ContentSource.id == source_id
+                )
+                if trigger == "poll":
+                    return SyncResult(None, "unchanged", commit)
+                run = await _start_run(source, trigger, commit)
+                kept = await posts_count(source_id)
+                await _finish_run(run, "ok", Outcome(unchanged=kept))
+                return SyncResult(run, "unchanged", commit, {"unchanged": kept})
+            snapshot = await make()
+        except (SourceError, ValueError, OSError) as exc:
+            return await _record_failure(source, trigger, str(exc))
+        timings = {"fetch": time.perf_counter() - started}
+        run_id = await _start_run(source, trigger, snapshot.commit)
+        now = now or datetime.now(UTC)
+        try:
+            book = await AccountBook.of(source.user)
+            rows = await posts.source_posts(source_id)
+            path = cache_path(settings, source_id)
+            plan = await build_plan(
+                snapshot, rows=rows, book=book, now=now, cache=load_cache(path), source=source
+            )
+            timings["plan"] = time.perf_counter() - started - timings["fetch"]
+            outcome = await apply(
+                plan,
+                snapshot,
+                user_id=source.user,
+                source_id=source_id,
+                book=book,
+                settings=settings,
+                now=now,
+            )
+            timings["apply"] = time.perf_counter() - started - timings["fetch"] - timings["plan"]
+            save_cache(path, plan, outcome, _cache_key(source, snapshot))
+        except Exception as exc:
+            log.exception("content sync of source %s failed", source_id)
+            outcome = Outcome(problems=[Problem("", None, f"sync failed: {exc}")])
+            await _finish_run(run_id, "failed", outcome)
+            raise
+        status = "failed" if plan.fatal else ("partial" if outcome.errors else "ok")
+        await _finish_run(run_id, status, outcome)
+        await ContentSource.update(
+            {
+                ContentSource.last_commit: snapshot.commit,
+                ContentSource.last_synced_at: datetime.now(UTC),
+            }
+        ).where(ContentSource.id == source_id)
+        counts = {
+            "created": outcome.created,
+            "updated": outcome.updated,
+            "cancelled": outcome.cancelled,
+            "unchanged": outcome.unchanged,
+        }
+        timings["total"] = time.perf_counter() - started
+        log.info(
+            "synced content source %s at %s: %s (%s) in %.2f s",
+            source_id,
+            snapshot.commit[:12],
+            status,
+            counts,
+            timings["total"],
+        )
+        return SyncResult(run_id, status, snapshot.commit, counts, outcome.problems, timings)
+
+
+async def posts_count(source_id: int) -> int:
+    """How many posts the source defines now (those removed from it excluded)."""
+    from src.db.tables import Post
+
+    return await Post.count().where(
+        (Post.content_source == source_id) & (Post.content_hash != REMOVED)
+    )
+
+
+async def _start_run(source: ContentSource, trigger: str, commit: str) -> int:
+    rows = await SyncRun.insert(
+        SyncRun(
+            {
+                SyncRun.source: source.id,
+                SyncRun.commit: commit,
+                SyncRun.status: "running",
+                SyncRun.trigger: trigger[:20],
+                SyncRun.created_at: datetime.now(UTC),
+            }
+        )
+    ).returning(SyncRun.id)
+    return rows[0]["id"]
+
+
+async def _finish_run(run_id: int, status: str, outcome: Outcome) -> None:
+    await SyncRun.update(
+        {
+            SyncRun.status: status,
+            SyncRun.created: outcome.created,
+            SyncRun.updated: outcome.updated,
+            SyncRun.cancelled: outcome.cancelled,
+            SyncRun.unchanged: outcome.unchanged,
+            SyncRun.errors: [p.as_dict() for p in outcome.problems],
+            SyncRun.finished_at: datetime.now(UTC),
+        }
+    ).where(SyncRun.id == run_id)
+
+
+async def _record_failure(source: ContentSource, trigger: str, message: str) -> SyncResult:
+    run_id = await _start_run(source, trigger, "")
+    problem = Problem("", None, message)
+    await _finish_run(run_id, "failed", Outcome(problems=[problem]))
+    await ContentSource.update({ContentSource.last_synced_at: datetime.now(UTC)}).where(
+        ContentSource.id == source.id
+    )
+    return SyncResult(run_id, "failed", "", {}, [problem])
+
+
+# -- a plan to show (CLI, Content page) ----------------------------------------------------
+async def plan_source(source_id: int, settings: Settings, now: datetime | None = None) -> Plan:
+    source = await ContentSource.objects().get(ContentSource.id == source_id)
+    if source is None:
+        raise LookupError(source_id)
+    snapshot = await open_snapshot(source, settings)
+    return await build_plan(
+        snapshot,
+        rows=await posts.source_posts(source_id),
+        book=await AccountBook.of(source.user),
+        now=now or datetime.now(UTC),
+        source=source,
+    )
+
+
+def describe(plan: Plan) -> list[str]:
+    """The plan as lines: + create, ~ update, > move, - cancel, ! drift."""
+    lines = []
+    marks = {"create": "+", "update": "~", "move": ">", "drift": "!", "cancel": "-"}
+    for item in plan.actions():
+        if item.action == "unchanged":
+            continue
+        what = item.action if item.action != "drift" else "changed after publishing (kept)"
+        detail = ""
+        if item.item is not None and item.action in ("create", "update"):
+            when = (
+                "draft"
+                if item.item.draft
+                else ("now" if item.item.now else _local(item.item.publish_at, item.item.timezone))
+            )
+            accounts = ", ".join(f"{p}:{h}" for p, h in item.item.accounts)
+            detail = f"  [{when}; {accounts}]"
+        lines.append(f"{marks[item.action]} {what} {item.item_id} ({item.path}){detail}")
+    counts = plan.counts()
+    lines.append(
+        f"Plan: {counts['create']} to create, {counts['update'] + counts['move']} to update, "
+        f"{counts['cancel']} to cancel, {counts['unchanged']} unchanged, "
+        f"{counts['errors']} errors, {counts['warnings']} warnings."
+    )
+    return lines
+
+
+def _local(moment: datetime | None, zone: str) -> str:
+    if moment is None:
+        return "no time"
+    return f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}"
+
+
+def static_problems(plan: Plan, facts: dict[str, Any] | None = None) -> list[Problem]:
+    """The platform rules on every post of a plan, without accounts (validate)."""
+    found: list[Problem] = []
+    for file in plan.files:
+        for plan_item in file.items:
+            item = plan_item.item
+            if item is None:
+                continue
+            media = [
+                facts[m.path]
+                for m in plan_item.media
+                if facts and not isinstance(facts.get(m.path), str | None)
+            ]
+            for platform in item.platforms():
+                text = (
+                    item.overrides.get(platform).text
+                    if platform in item.overrides and item.overrides[platform].text is not None
+                    else item.text
+                )
+                for problem in rules.check(
+                    platform, text, media, target_options(item, platform), {}
+                ):
+                    place = place_of_field(item, platform, problem.field)
+                    line = file.parsed.line(place) if file.parsed else None
+                    found.append(
+                        Problem(
+                            file.path,
+                            line,
+                            f"{rules_title(platform)}: {problem.message}",
+                            problem.severity,
+                            item.id,
+                        )
+                    )
+    return found
+
+
+# -- the poll ------------------------------------------------------------------------------
+async def poll(settings: Settings) -> int:
+    """Sync every enabled source whose poll interval has passed (the cron job); returns
+    how many were looked at. One failing source never stops the others."""
+    from src.content import service
+
+    await service.ensure_defaults()
+    due = await service.due_for_poll()
+    for source in due:
+        try:
+            await sync_source(source.id, settings, trigger="poll")
+        except Exception:
+            log.exception("polling content source %s failed", source.id)
+    return len(due)
