@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/okktopus run
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

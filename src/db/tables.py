@@ -42,6 +42,8 @@ class User(Stamped, tablename="users"):
     age_confirmed_at = Timestamptz(null=True, default=None)
     policy_accepted_at = Timestamptz(null=True, default=None)
     deletion_requested_at = Timestamptz(null=True, default=None)
+    # sha256 of the secret calendar feed token (the token is shown once); NULL: no feed.
+    feed_token_hash = Varchar(length=64, null=True, default=None, unique=True, secret=True)
 
 
 class Session(Stamped, tablename="sessions"):

@@ -9,13 +9,7 @@ from src.web import current_user, render, signed_in
 
 POLICY_UPDATED = "29 November 2026"
 
-EMPTY_STATES = {
-    "calendar": (
-        "Calendar",
-        "Nothing scheduled yet",
-        "Scheduled and published posts appear here, in your time zone.",
-    ),
-}
+EMPTY_STATES: dict[str, tuple[str, str, str]] = {}  # areas not built yet (none left)
 
 
 @get("/")
