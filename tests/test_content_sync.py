@@ -504,3 +504,24 @@ async def test_the_local_folder_source(user, tmp_path):
     assert (await sync(source)).counts["updated"] == 1
     (folder / "a.yaml").unlink()
     assert (await sync(source)).counts["cancelled"] == 1
+
+
+async def test_a_crashed_sync_records_it_and_releases_the_lock(user, repo, monkeypatch):
+    from src.content import sync as sync_module
+
+    source = await git_source(user, repo)
+    repo.write("a.yaml", post_yaml("a"))
+    repo.commit()
+
+    async def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(sync_module, "build_plan", boom)
+    with pytest.raises(RuntimeError):
+        await sync(source)
+    monkeypatch.undo()
+    result = await asyncio.wait_for(sync(source), 20)  # not waiting on a stale lock
+    assert result.status == "ok" and result.counts["created"] == 1
+    runs = await SyncRun.objects().where(SyncRun.source == source.id).order_by(SyncRun.id)
+    assert [r.status for r in runs] == ["failed", "ok"]
+    assert "disk on fire" in str(runs[0].errors)

@@ -444,21 +444,37 @@ async def apply(
     applier = _Applier(plan, snapshot, user_id, source_id, book, settings, now, outcome)
     batch: list[tuple[FilePlan, list[ItemPlan], list[posts.PostSpec]]] = []
     pending = 0
-    for file in plan.files:
-        work = [i for i in file.items if i.action in ("create", "update", "move")]
-        if not file.ok or not work:
-            continue
-        if all(i.action == "create" for i in work):
-            specs = await applier.specs(file, work)
-            if specs is not None:
-                batch.append((file, work, specs))
-                pending += len(specs)
-            if pending >= BATCH_POSTS:
-                await applier.flush(batch)
-                batch, pending = [], 0
-        else:
-            await applier.file(file, work)
-    await applier.flush(batch)
+    writing: asyncio.Task | None = None  # one batch is written while the next is built
+
+    async def flush() -> None:
+        nonlocal writing, batch, pending
+        if writing is not None:
+            await writing
+        writing = asyncio.create_task(applier.flush(batch)) if batch else None
+        batch, pending = [], 0
+
+    try:
+        for file in plan.files:
+            work = [i for i in file.items if i.action in ("create", "update", "move")]
+            if not file.ok or not work:
+                continue
+            if all(i.action == "create" for i in work):
+                specs = await applier.specs(file, work)
+                if specs is not None:
+                    batch.append((file, work, specs))
+                    pending += len(specs)
+                if pending >= BATCH_POSTS:
+                    await flush()
+            else:
+                await applier.file(file, work)
+        await flush()
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            writing.cancel()
+            with contextlib.suppress(BaseException):
+                await writing
     for file in plan.files:
         if file.ok:
             outcome.applied_files.add(file.path)
@@ -619,19 +635,23 @@ def save_cache(path: Path, plan: Plan, outcome: Outcome, key: str) -> None:
 # -- one source, one at a time -------------------------------------------------------------
 @contextlib.asynccontextmanager
 async def source_lock(source_id: int) -> AsyncIterator[None]:
-    """Hold the source's advisory lock (session-level) on a connection of its own for
-    the whole sync; waits for a sync already running. A pooled connection is reset when
-    released (asyncpg unlocks all advisory locks then), a closed one releases them too,
-    so a crashed or cancelled sync never keeps the lock."""
+    """Hold the source's advisory lock for the whole sync; waits for a sync already
+    running. The lock is transaction-scoped, taken in a transaction of its own on a
+    connection of its own (which writes nothing): it ends with that transaction, so
+    a sync that fails, is cancelled or dies never keeps it (a pooled connection is
+    rolled back when released, a closed one ends its transaction)."""
     engine = engine_finder()
     pool = engine.pool
     connection = await (pool.acquire() if pool is not None else engine.get_new_connection())
     try:
-        await connection.execute(f"SET lock_timeout = '{LOCK_WAIT}'")
-        await connection.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, source_id)
-        yield
-        await connection.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, source_id)
-        await connection.execute("RESET lock_timeout")
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
+            await connection.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_CLASS, source_id)
+            yield
+        finally:
+            await transaction.rollback()
     finally:
         if pool is not None:
             await pool.release(connection)
