@@ -148,6 +148,7 @@ def main() -> None:
     # HTTP clients log full URLs at INFO; a URL may carry a code or a token.
     for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("saq").setLevel(logging.WARNING)  # not a line per cron tick
     from litestar.cli.main import litestar_group
 
     from src.content.cli import content
