@@ -154,16 +154,21 @@ class Snapshot:
     def _entry(self, path: str) -> Entry:
         return self.entries()[path]
 
+    async def prepare(self) -> None:
+        """Make every entry known (a changes-only git snapshot lists the rest lazily)."""
+
     async def follow(self, entry: Entry) -> Entry | str:
         """A post file that is a symlink: the file it names, if inside the repository."""
         if not entry.link:
             return entry
+        await self.prepare()
         name = entry.path.rsplit("/", 1)[-1]
         return await self.resolve(entry.path, name, noun="post file")
 
     async def resolve(self, from_file: str, written: str, noun: str = "media") -> Entry | str:
         """The file a path written in `from_file` names (relative to that file's folder,
         symlinks followed while they stay inside the repository), or why not."""
+        await self.prepare()
         raw = written.strip()
         if raw.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", raw) or "\\" in raw:
             return f"{noun} path '{written}' is absolute: write it relative to this file"
@@ -406,8 +411,9 @@ class GitRepo:
             raise SourceError(f"the branch {self.branch} has no commit")
         return head
 
-    async def snapshot(self, commit: str, subpath: str = "") -> GitSnapshot:
-        out = await git("ls-tree", "-r", "-l", "-z", "--full-tree", commit, cwd=self.path)
+    async def _tree(self, commit: str, paths: list[str] | None = None) -> dict[str, Entry]:
+        args = ["ls-tree", "-r", "-l", "-z", "--full-tree", commit]
+        out = await git(*args, *(["--", *paths] if paths else []), cwd=self.path)
         entries: dict[str, Entry] = {}
         for record in out.split(b"\0"):
             if not record:
@@ -420,7 +426,36 @@ class GitRepo:
             entries[path] = Entry(
                 path, blob.decode(), int(size) if size != b"-" else 0, link=mode == b"120000"
             )
-        return GitSnapshot(self, commit, entries, clean_subpath(subpath))
+        return entries
+
+    async def snapshot(self, commit: str, subpath: str = "") -> GitSnapshot:
+        return GitSnapshot(self, commit, await self._tree(commit), clean_subpath(subpath))
+
+    async def changes(
+        self, old: str, new: str, subpath: str = ""
+    ) -> tuple[GitSnapshot, list[str], list[str]] | None:
+        """When `new` differs from `old` only in post files under the subfolder: a
+        snapshot that lists just those (and the settings file), the changed or added
+        post files, and the deleted ones. None otherwise (or when `old` is gone)."""
+        base = clean_subpath(subpath)
+        prefix = f"{base}/" if base else ""
+        try:
+            out = await git(
+                "diff-tree", "-r", "-z", "--no-renames", "--name-status", old, new, cwd=self.path
+            )
+        except SourceError:
+            return None
+        fields = out.split(b"\0")
+        changed, deleted = [], []
+        for status, name in zip(fields[0::2], fields[1::2], strict=False):
+            path = name.decode("utf-8", "surrogateescape")
+            relative = path[len(prefix) :] if path.startswith(prefix) else None
+            if relative is None or not is_post_file(relative):
+                return None  # media, settings or anything else: read the whole tree
+            (deleted if status == b"D" else changed).append(path)
+        entries = await self._tree(new, [*changed, _joined(base, SETTINGS_FILE)])
+        snapshot = GitSnapshot(self, new, entries, base, partial=True)
+        return snapshot, [p for p in changed if p in entries], deleted
 
 
 @dataclass
@@ -430,12 +465,26 @@ class _Batch:
 
 
 class GitSnapshot(Snapshot):
-    def __init__(self, repo: GitRepo, commit: str, entries: dict[str, Entry], base: str) -> None:
+    def __init__(
+        self,
+        repo: GitRepo,
+        commit: str,
+        entries: dict[str, Entry],
+        base: str,
+        partial: bool = False,
+    ) -> None:
         super().__init__()
         self.repo, self.commit, self._entries, self.base = repo, commit, entries, base
+        self.partial = partial
 
     def entries(self) -> dict[str, Entry]:
         return self._entries
+
+    async def prepare(self) -> None:
+        if self.partial:
+            self._entries = await self.repo._tree(self.commit)
+            self._dirs = None
+            self.partial = False
 
     async def read_many(self, paths: list[str]) -> dict[str, bytes]:
         """Blobs through one `git cat-file --batch`, however many there are."""

@@ -51,7 +51,15 @@ from src.content.loader import (
     target_options,
     target_text,
 )
-from src.content.sources import Entry, GitRepo, LocalSnapshot, Snapshot, SourceError, git_dir
+from src.content.sources import (
+    Entry,
+    GitRepo,
+    GitSnapshot,
+    LocalSnapshot,
+    Snapshot,
+    SourceError,
+    git_dir,
+)
 from src.db.tables import Account, ContentSource, SyncRun
 
 log = logging.getLogger(__name__)
@@ -105,6 +113,7 @@ class Plan:
     problems: list[Problem] = field(default_factory=list)  # the source's own
     fatal: bool = False  # nothing may be applied (settings broken, source unreadable)
     settings_blob: str = ""
+    untouched: int = 0  # posts of files a changes-only plan did not need to read
 
     def all_problems(self) -> list[Problem]:
         found = list(self.problems)
@@ -185,6 +194,75 @@ def _reusable(
     return plans
 
 
+async def _settings(plan: Plan, snapshot: Snapshot) -> FolderSettings:
+    settings = FolderSettings()
+    settings_entry = snapshot.settings_entry()
+    if settings_entry is not None:
+        plan.settings_blob = settings_entry.blob
+        data = (await snapshot.read_many([settings_entry.path]))[settings_entry.path]
+        settings, problems = parse_settings(settings_entry.path, data)
+        plan.problems += problems
+        if any(p.severity == "error" for p in problems):
+            plan.fatal = True
+            plan.problems.append(
+                Problem(settings_entry.path, None, "the settings file is broken: nothing synced")
+            )
+    return settings
+
+
+async def _readable(file: FilePlan, snapshot: Snapshot) -> Entry | None:
+    """The entry to read for a post file (a symlink followed inside the repository)."""
+    target = await snapshot.follow(file.entry)
+    if isinstance(target, str):
+        file.problem(target)
+        return None
+    if target.size > MAX_FILE_BYTES:
+        file.problem(
+            f"the file is {target.size:,} bytes; post files may be at most {MAX_FILE_BYTES:,} bytes"
+        )
+        return None
+    file.cacheable = not file.entry.link
+    return target
+
+
+async def _parse_files(
+    plan: Plan,
+    to_read: list[tuple[FilePlan, Entry]],
+    snapshot: Snapshot,
+    settings: FolderSettings,
+    by_id: dict[str, dict],
+    book: AccountBook | None,
+    now: datetime | None,
+) -> set[str]:
+    """Parse and plan the files; returns the ids that broken files seem to define."""
+    contents = await snapshot.read_many([t.path for _, t in to_read])
+    protected: set[str] = set()
+    for file, target in to_read:
+        file.parsed = parse_file(file.path, contents[target.path], settings)
+        file.problems += file.parsed.problems
+        protected.update(file.parsed.ids_hint)
+        for item in file.parsed.items:
+            await _plan_item(plan, file, item, snapshot, by_id, book, now)
+    return protected
+
+
+def _finish(plan: Plan, by_id: dict[str, dict], protected: set[str], scope: set[str] | None):
+    """Broken files apply nothing and protect their posts; what left the files in
+    `scope` (None: the whole source) is cancelled."""
+    _refuse_duplicates(plan, protected)
+    for file in plan.files:
+        if not file.ok:
+            protected.update(i.item_id for i in file.items)
+            protected.update(r_id for r_id, r in by_id.items() if r["source_path"] == file.path)
+            file.items = []
+    wanted = {i.item_id for f in plan.files for i in f.items} | protected
+    for item_id, row in by_id.items():
+        if scope is not None and row["source_path"] not in scope:
+            continue
+        if item_id not in wanted and row["content_hash"] != REMOVED:
+            plan.cancels.append(ItemPlan("cancel", item_id, row["source_path"], row["id"]))
+
+
 async def build_plan(
     snapshot: Snapshot,
     *,
@@ -199,18 +277,7 @@ async def build_plan(
     is new); `book`: the user's accounts (None: not checked)."""
     plan = Plan(snapshot.commit)
     by_id = {r["source_item_id"]: r for r in rows or []}
-    settings = FolderSettings()
-    settings_entry = snapshot.settings_entry()
-    if settings_entry is not None:
-        plan.settings_blob = settings_entry.blob
-        data = (await snapshot.read_many([settings_entry.path]))[settings_entry.path]
-        settings, problems = parse_settings(settings_entry.path, data)
-        plan.problems += problems
-        if any(p.severity == "error" for p in problems):
-            plan.fatal = True
-            plan.problems.append(
-                Problem(settings_entry.path, None, "the settings file is broken: nothing synced")
-            )
+    settings = await _settings(plan, snapshot)
     cache = cache or {}
     cache_ok = (
         cache.get("version") == CACHE_VERSION
@@ -218,7 +285,6 @@ async def build_plan(
         and cache.get("settings") == plan.settings_blob
     )
     cached_files = cache.get("files", {}) if cache_ok else {}
-
     to_read: list[tuple[FilePlan, Entry]] = []
     for entry in snapshot.post_files():
         file = FilePlan(entry.path, entry)
@@ -226,39 +292,52 @@ async def build_plan(
         reused = _reusable(cached_files.get(entry.path), entry, snapshot, by_id)
         if reused is not None:
             file.items = reused
-            continue
-        target = await snapshot.follow(entry)
-        if isinstance(target, str):
-            file.problem(target)
-            continue
-        if target.size > MAX_FILE_BYTES:
-            file.problem(
-                f"the file is {target.size:,} bytes; post files may be at most "
-                f"{MAX_FILE_BYTES:,} bytes"
-            )
-            continue
-        file.cacheable = not entry.link
-        to_read.append((file, target))
-    contents = await snapshot.read_many([t.path for _, t in to_read])
-    protected: set[str] = set()
-    for file, target in to_read:
-        file.parsed = parse_file(file.path, contents[target.path], settings)
-        file.problems += file.parsed.problems
-        protected.update(file.parsed.ids_hint)
-        for item in file.parsed.items:
-            await _plan_item(
-                plan, file, item, snapshot, by_id, book, now if past_is_error else None
-            )
-    _refuse_duplicates(plan, protected)
-    for file in plan.files:
-        if not file.ok:
-            protected.update(i.item_id for i in file.items)
-            protected.update(r_id for r_id, r in by_id.items() if r["source_path"] == file.path)
-            file.items = []
-    wanted = {i.item_id for f in plan.files for i in f.items} | protected
-    for item_id, row in by_id.items():
-        if item_id not in wanted and row["content_hash"] != REMOVED:
-            plan.cancels.append(ItemPlan("cancel", item_id, row["source_path"], row["id"]))
+        elif (target := await _readable(file, snapshot)) is not None:
+            to_read.append((file, target))
+    when = now if past_is_error else None
+    protected = await _parse_files(plan, to_read, snapshot, settings, by_id, book, when)
+    _finish(plan, by_id, protected, None)
+    return plan
+
+
+async def build_changes_plan(
+    snapshot: GitSnapshot,
+    changed: list[str],
+    deleted: list[str],
+    *,
+    rows: list[dict[str, Any]],
+    book: AccountBook,
+    now: datetime,
+) -> Plan:
+    """The plan for a commit that only added, changed or deleted post files, after a
+    clean sync of its parent: only those files are read; every other post is known to
+    match its unchanged file."""
+    plan = Plan(snapshot.commit)
+    by_id = {r["source_item_id"]: r for r in rows}
+    settings = await _settings(plan, snapshot)
+    touched = set(changed) | set(deleted)
+    to_read: list[tuple[FilePlan, Entry]] = []
+    for path in sorted(changed):
+        file = FilePlan(path, snapshot.entries()[path], cacheable=False)
+        plan.files.append(file)
+        if (target := await _readable(file, snapshot)) is not None:
+            to_read.append((file, target))
+    protected = await _parse_files(plan, to_read, snapshot, settings, by_id, book, now)
+    for file in plan.files:  # an id still defined by a file this commit did not touch
+        for item in file.items:
+            row = by_id.get(item.item_id)
+            if row and row["source_path"] not in touched and row["content_hash"] != REMOVED:
+                place = (*item.item.place, "id") if item.item else ()
+                file.problem(
+                    f"id '{item.item_id}' is also used in {row['source_path']}: "
+                    "ids must be unique in a source",
+                    place,
+                    item.item_id,
+                )
+    _finish(plan, by_id, protected, touched)
+    plan.untouched = sum(
+        1 for r in rows if r["source_path"] not in touched and r["content_hash"] != REMOVED
+    )
     return plan
 
 
@@ -475,6 +554,7 @@ async def apply(
             writing.cancel()
             with contextlib.suppress(BaseException):
                 await writing
+    outcome.unchanged += plan.untouched
     for file in plan.files:
         if file.ok:
             outcome.applied_files.add(file.path)
@@ -669,11 +749,28 @@ class SyncResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-async def open_source(
-    source: ContentSource, settings: Settings
-) -> tuple[str, Callable[[], Awaitable[Snapshot]]]:
-    """The source's current commit, cheaply (a git source asks the remote, moving no
-    objects), and how to get its snapshot (fetching only when the commit is new here)."""
+@dataclass
+class Opened:
+    """A source's current commit, known cheaply (a git source asks the remote and moves
+    no objects), and the ways to read that commit."""
+
+    commit: str
+    snapshot: Callable[[], Awaitable[Snapshot]]  # the whole tree (fetching if needed)
+    repo: GitRepo | None = None
+    subpath: str = ""
+
+    async def changes_since(self, old: str) -> tuple[GitSnapshot, list[str], list[str]] | None:
+        if self.repo is None or not old:
+            return None
+        await self.snapshot_fetched()
+        return await self.repo.changes(old, self.commit, self.subpath)
+
+    async def snapshot_fetched(self) -> None:
+        if self.repo is not None and self.commit != await self.repo.local_head():
+            self.commit = await self.repo.fetch()
+
+
+async def open_source(source: ContentSource, settings: Settings) -> Opened:
     from src.content import service
 
     if source.kind == "local":
@@ -682,7 +779,7 @@ async def open_source(
         async def ready() -> Snapshot:
             return snapshot
 
-        return snapshot.commit, ready
+        return Opened(snapshot.commit, ready)
     repo = GitRepo(
         git_dir(settings.data_dir, source.id),
         source.url,
@@ -692,17 +789,18 @@ async def open_source(
     head = await repo.remote_head()
     if head is None:
         raise SourceError(f"the branch {source.branch} does not exist")
+    opened = Opened(head, lambda: None, repo, source.subpath)  # type: ignore[arg-type]
 
     async def fetched() -> Snapshot:
-        commit = head if head == await repo.local_head() else await repo.fetch()
-        return await repo.snapshot(commit, source.subpath)
+        await opened.snapshot_fetched()
+        return await repo.snapshot(opened.commit, source.subpath)
 
-    return head, fetched
+    opened.snapshot = fetched
+    return opened
 
 
 async def open_snapshot(source: ContentSource, settings: Settings) -> Snapshot:
-    _, make = await open_source(source, settings)
-    return await make()
+    return await (await open_source(source, settings)).snapshot()
 
 
 async def _clean_run(source: ContentSource, snapshot_commit: str) -> bool:
@@ -743,8 +841,10 @@ async def sync_source(
             }
         ).where((SyncRun.source == source_id) & (SyncRun.status == "running"))
         started = time.perf_counter()
+        changes = None
         try:
-            commit, make = await open_source(source, settings)
+            opened = await open_source(source, settings)
+            commit = opened.commit
             if commit == source.last_commit and await _clean_run(source, commit):
                 await ContentSource.update({ContentSource.last_synced_at: datetime.now(UTC)}).where(
                     ContentSource.id == source_id
@@ -755,7 +855,9 @@ async def sync_source(
                 kept = await posts_count(source_id)
                 await _finish_run(run, "ok", Outcome(unchanged=kept))
                 return SyncResult(run, "unchanged", commit, {"unchanged": kept})
-            snapshot = await make()
+            if source.last_commit and await _clean_run(source, source.last_commit):
+                changes = await opened.changes_since(source.last_commit)
+            snapshot = changes[0] if changes else await opened.snapshot()
         except (SourceError, ValueError, OSError) as exc:
             return await _record_failure(source, trigger, str(exc))
         timings = {"fetch": time.perf_counter() - started}
@@ -765,9 +867,15 @@ async def sync_source(
             book = await AccountBook.of(source.user)
             rows = await posts.source_posts(source_id)
             path = cache_path(settings, source_id)
-            plan = await build_plan(
-                snapshot, rows=rows, book=book, now=now, cache=load_cache(path), source=source
-            )
+            if changes:
+                _, changed, deleted = changes
+                plan = await build_changes_plan(
+                    snapshot, changed, deleted, rows=rows, book=book, now=now
+                )
+            else:
+                plan = await build_plan(
+                    snapshot, rows=rows, book=book, now=now, cache=load_cache(path), source=source
+                )
             timings["plan"] = time.perf_counter() - started - timings["fetch"]
             outcome = await apply(
                 plan,
@@ -779,7 +887,8 @@ async def sync_source(
                 now=now,
             )
             timings["apply"] = time.perf_counter() - started - timings["fetch"] - timings["plan"]
-            save_cache(path, plan, outcome, _cache_key(source, snapshot))
+            if not changes:  # (a changes-only plan leaves the cache as it is: still safe)
+                save_cache(path, plan, outcome, _cache_key(source, snapshot))
         except Exception as exc:
             log.exception("content sync of source %s failed", source_id)
             outcome = Outcome(problems=[Problem("", None, f"sync failed: {exc}")])
