@@ -214,3 +214,46 @@ async def test_the_journey_of_a_new_person(server, page):
     assert after == str(datetime.fromisoformat(start).date() + timedelta(days=1))
     await page.keyboard.press("Enter")
     await expect(page).to_have_url(re.compile(rf"/compose\?at={after}T"))
+
+
+async def test_a_phone_opens_on_the_agenda_in_the_dark(server):
+    """Under 640 px wide the calendar opens on the agenda (the URL says so), in the
+    system's dark theme, and the month stays one tap away."""
+    from tests.browser import Browser
+
+    person = Browser(server.url)
+    person.signed_in_user()
+    person.connect("x")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = await browser.new_context(
+            viewport={"width": 390, "height": 844},
+            color_scheme="dark",
+            timezone_id="Europe/Berlin",
+            base_url=server.url,
+        )
+        host = server.url.split("//", 1)[1].split(":")[0]
+        await context.add_cookies(
+            [
+                {"name": k, "value": v, "domain": host, "path": "/"}
+                for k, v in person.http.cookies.items()
+            ]
+        )
+        page = await context.new_page()
+        await page.goto("/calendar")
+        await expect(page).to_have_url(re.compile(r"/calendar\?view=agenda"))
+        await expect(page.locator("#calendar")).to_have_attribute("data-view", "agenda")
+        await expect(page.get_by_role("link", name="Agenda")).to_have_attribute(
+            "aria-current", "page"
+        )
+        background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background != "rgb(255, 255, 255)"
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390  # nothing sticks out sideways
+        ARTIFACTS.mkdir(exist_ok=True)
+        await shot(page, "calendar-phone-dark")
+        await page.get_by_role("link", name="Month").click()
+        await expect(page.locator("#calendar")).to_have_attribute("data-view", "month")
+        await expect(page).to_have_url(re.compile(r"view=month"))
+        await context.close()
+        await browser.close()
