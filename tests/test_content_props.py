@@ -113,7 +113,7 @@ def _check(parsed) -> None:
         assert parsed.items == []  # a file is all or nothing
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(documents)
 def test_generated_documents_never_crash_the_loader(document):
     try:
@@ -124,14 +124,17 @@ def test_generated_documents_never_crash_the_loader(document):
     _check(parse_file("f.yaml", text.encode("utf-8")))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(st.one_of(mutated(), mutated(VALID_LIST), st.binary(max_size=200)))
 def test_mutated_files_never_crash_the_loader(text):
     _check(parse_file("f.yaml", text))
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(st.one_of(mutated(), mutated(VALID_LIST)), min_size=1, max_size=4))
 async def test_validate_never_crashes(files):
@@ -150,7 +153,10 @@ async def prop_user(db):
 
 @pytest.mark.usefixtures("db")
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     first=st.lists(st.one_of(mutated(), mutated(VALID_LIST)), min_size=1, max_size=4),
