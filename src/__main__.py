@@ -70,6 +70,9 @@ def run(host: str | None, port: int | None, no_worker: bool) -> None:
         port=port,
         log_level="info",
         proxy_headers=True,
+        # Access logs would keep every visitor's IP and URLs that carry secrets (feed
+        # tokens, signed media links): off unless the operator asks for them.
+        access_log=settings.access_log,
         timeout_graceful_shutdown=5,  # a hung request must not hold a deploy hostage
     )
 

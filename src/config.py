@@ -24,6 +24,7 @@ class Settings:
     base_url: str = ""  # public URL; default http://{host}:{port}
     data_dir: Path = ROOT / "var"
     debug: bool = False
+    access_log: bool = False  # uvicorn's request log (IPs, URLs with tokens): opt-in
     # Database and queue
     database_url: str = ""  # unset: embedded PostgreSQL in data_dir
     queue_url: str = ""  # unset: the same PostgreSQL; redis://… uses Redis

@@ -169,13 +169,14 @@ def _refusals(
             problems.append(rules.Problem("", "accounts", "Unknown account.", "error"))
             continue
         if account.status != "active" and not spec.draft:
+            # Kept, and held until the account is reconnected (then it resumes).
             problems.append(
                 rules.Problem(
                     account.platform,
                     "accounts",
-                    f"{account.display_name or account.handle} needs reconnecting before "
-                    "it can publish.",
-                    "error",
+                    f"{account.display_name or account.handle} needs reconnecting: its post "
+                    "is held until then.",
+                    "warning",
                 )
             )
         text = spec.text if target.text is None else target.text
@@ -353,7 +354,7 @@ async def schedule_many(
 def _target_status(spec: PostSpec, account: Account) -> str:
     if spec.draft:
         return "draft"
-    return "held" if account.status == "disconnected" else "scheduled"
+    return "scheduled" if account.status == "active" else "held"
 
 
 async def update(user_id: int, post_id: int, spec: PostSpec, *, now: datetime | None = None):
@@ -499,9 +500,7 @@ async def _write_children(
     due = None if spec.draft else (post.publish_at or now)
     for target in spec.targets:
         account = accounts[target.account_id]
-        status = (
-            "draft" if spec.draft else ("held" if account.status == "disconnected" else "scheduled")
-        )
+        status = _target_status(spec, account)
         await PostTarget(
             {
                 PostTarget.post: post.id,

@@ -76,8 +76,11 @@ async def test_a_scheduled_post_is_published_once_on_time_with_a_link(server, sa
     # Bring it due now (the calendar's "publish now" does the same through the domain).
     browser.post(f"/posts/{post_id}/publish-now")
     (target,) = await wait_for(post_id, {"published"})
-    tweets = [p for p in sandbox_admin.get("/published", params={"platform": "x"}).json()
-              if p.get("text") == text]
+    tweets = [
+        p
+        for p in sandbox_admin.get("/published", params={"platform": "x"}).json()
+        if p.get("text") == text
+    ]
     assert len(tweets) == 1
     assert target.published_url and target.platform_post_id == tweets[0]["id"]
     page = browser.get(f"/posts/{post_id}").text
@@ -128,15 +131,22 @@ async def test_cancel_and_edit_before_publishing(server, sandbox_admin):
     ids = await account_ids(email)
     due = datetime.now(UTC) + timedelta(days=2)
     post_id = post_id_of(
-        compose(browser, text="First words", account=str(ids["x:xavier_x"]),
-                publish_at=local_input(due))
+        compose(
+            browser, text="First words", account=str(ids["x:xavier_x"]), publish_at=local_input(due)
+        )
     )
     edit = browser.get(f"/posts/{post_id}/edit").text
     assert "First words" in edit
-    saved = browser.post(f"/posts/{post_id}/edit", {
-        "text": "Better words", "account": str(ids["x:xavier_x"]),
-        "publish_at": local_input(due + timedelta(hours=1)), "timezone": "Europe/Berlin",
-        "action": "schedule"})
+    saved = browser.post(
+        f"/posts/{post_id}/edit",
+        {
+            "text": "Better words",
+            "account": str(ids["x:xavier_x"]),
+            "publish_at": local_input(due + timedelta(hours=1)),
+            "timezone": "Europe/Berlin",
+            "action": "schedule",
+        },
+    )
     assert post_id_of(saved) == post_id
     post = await Post.objects().get(Post.id == post_id)
     assert post.text == "Better words"
@@ -151,8 +161,14 @@ async def test_another_user_cannot_see_or_touch_a_post(server, sandbox_admin):
     mallory.signed_in_user()
     alice.connect("x")
     ids = await account_ids(email)
-    post_id = post_id_of(compose(alice, text="Alice only", account=str(ids["x:xavier_x"]),
-                                 publish_at=local_input(datetime.now(UTC) + timedelta(days=1))))
+    post_id = post_id_of(
+        compose(
+            alice,
+            text="Alice only",
+            account=str(ids["x:xavier_x"]),
+            publish_at=local_input(datetime.now(UTC) + timedelta(days=1)),
+        )
+    )
     assert mallory.get(f"/posts/{post_id}").status_code == 404
     assert mallory.post(f"/posts/{post_id}/cancel").status_code == 404
     assert "Alice only" not in mallory.get("/posts").text
@@ -167,8 +183,14 @@ async def test_disconnected_account_holds_then_resumes(server, sandbox_admin):
     browser.connect("x")
     ids = await account_ids(email)
     text = f"Held then sent {secrets.token_hex(4)}"
-    post_id = post_id_of(compose(browser, text=text, account=str(ids["x:xavier_x"]),
-                                 publish_at=local_input(datetime.now(UTC) + timedelta(days=1))))
+    post_id = post_id_of(
+        compose(
+            browser,
+            text=text,
+            account=str(ids["x:xavier_x"]),
+            publish_at=local_input(datetime.now(UTC) + timedelta(days=1)),
+        )
+    )
     browser.post(f"/connections/{ids['x:xavier_x']}/disconnect")
     (target,) = await PostTarget.objects().where(PostTarget.post == post_id)
     assert target.status == "held"
@@ -194,16 +216,61 @@ async def test_every_target_publishes_exactly_once_through_a_30_percent_fault_ra
         ("timeout", {}),
         ("latency", {"latency_ms": 800}),
     ]:
-        sandbox_admin.post("/faults", json={"platform": "x", "path": "/api/2/tweets", "method": "POST",
-                                            "kind": kind, "rate": 0.1, **extra}).raise_for_status()
+        sandbox_admin.post(
+            "/faults",
+            json={
+                "platform": "x",
+                "path": "/api/2/tweets",
+                "method": "POST",
+                "kind": kind,
+                "rate": 0.1,
+                **extra,
+            },
+        ).raise_for_status()
     tag = secrets.token_hex(3)
     post_ids = []
     for n in range(20):
-        post_ids.append(post_id_of(compose(browser, text=f"Burst {tag} number {n}",
-                                           account=accounts, action="now")))
+        post_ids.append(
+            post_id_of(
+                compose(browser, text=f"Burst {tag} number {n}", account=accounts, action="now")
+            )
+        )
     for post_id in post_ids:
         await wait_for(post_id, {"published"}, timeout=180)
     sandbox_admin.delete("/faults")
-    published = [p["text"] for p in sandbox_admin.get("/published", params={"platform": "x"}).json()
-                 if tag in (p.get("text") or "")]
-    assert sorted(published) == sorted(f"Burst {tag} number {n}" for n in range(20) for _ in accounts)
+    published = [
+        p["text"]
+        for p in sandbox_admin.get("/published", params={"platform": "x"}).json()
+        if tag in (p.get("text") or "")
+    ]
+    assert sorted(published) == sorted(
+        f"Burst {tag} number {n}" for n in range(20) for _ in accounts
+    )
+
+
+async def test_editing_a_post_keeps_its_held_target(server, sandbox_admin):
+    browser = Browser(server.url)
+    email = browser.signed_in_user()
+    browser.connect("x")
+    ids = await account_ids(email)
+    due = local_input(datetime.now(UTC) + timedelta(days=1))
+    post_id = post_id_of(
+        compose(browser, text="Before", account=str(ids["x:xavier_x"]), publish_at=due)
+    )
+    browser.post(f"/connections/{ids['x:xavier_x']}/disconnect")
+    edit = browser.get(f"/posts/{post_id}/edit").text
+    assert "held until reconnected" in edit
+    saved = browser.post(
+        f"/posts/{post_id}/edit",
+        {
+            "text": "After",
+            "account": str(ids["x:xavier_x"]),
+            "publish_at": due,
+            "timezone": "Europe/Berlin",
+            "action": "schedule",
+        },
+    )
+    assert post_id_of(saved) == post_id
+    (target,) = await PostTarget.objects().where(PostTarget.post == post_id)
+    assert target.status == "held"
+    assert (await Post.objects().get(Post.id == post_id)).text == "After"

@@ -114,9 +114,11 @@ def to_spec(form: ComposerForm, accounts_by_id: dict[int, Account]) -> posts.Pos
     )
 
 
-async def _choices(user_id: int) -> list[Account]:
+async def _choices(user_id: int, keep: list[int] | None = None) -> list[Account]:
+    """Active accounts, plus those a post being edited already targets (held while
+    disconnected: an edit must not drop them)."""
     rows = await accounts.list_accounts(user_id)
-    return [a for a in rows if a.status == "active"]
+    return [a for a in rows if a.status == "active" or a.id in (keep or [])]
 
 
 def _checks(form: ComposerForm, choices: list[Account], media: list) -> list[dict[str, Any]]:
@@ -168,7 +170,7 @@ class ComposeController(Controller):
 
 async def _save(request: Request, form: ComposerForm, post_id: int | None):
     user = current_user(request)
-    choices = await _choices(user.id)
+    choices = await _choices(user.id, form.account_ids if post_id else None)
     try:
         spec = to_spec(form, {a.id: a for a in choices})
         if post_id is None:
@@ -195,7 +197,7 @@ async def _page(
     problems: list[rules.Problem] | None = None,
 ) -> Template:
     user = current_user(request)
-    choices = await _choices(user.id)
+    choices = await _choices(user.id, form.account_ids if post_id else None)
     media = await posts.owned_media(user.id, form.media_ids) if form.media_ids else []
     page = render(
         request,
