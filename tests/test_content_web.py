@@ -234,6 +234,9 @@ def test_commit_push_webhook_publishes_on_time_and_delete_cancels(fresh_server, 
     browser = Browser(app.url)
     browser.signed_in_user()  # the first user: the owner
     browser.connect("x")
+    # A fresh instance's default source: the repository's content/ folder.
+    page = browser.get("/content").text
+    assert ">content</a>" in page and "/content" in page
     repo = Repo(tmp_path / "repo")
     added = browser.post(
         "/content/sources",

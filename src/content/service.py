@@ -85,11 +85,6 @@ async def ensure_default(user: User) -> ContentSource | None:
     )
 
 
-async def ensure_defaults() -> None:
-    for user in await User.objects().where(User.is_owner.eq(True)):
-        await ensure_default(user)
-
-
 def _clean_name(name: str) -> str:
     name = " ".join((name or "").split())
     if not name or len(name) > NAME_MAX:

@@ -1058,7 +1058,6 @@ async def poll(settings: Settings) -> int:
     how many were looked at. One failing source never stops the others."""
     from src.content import service
 
-    await service.ensure_defaults()
     due = await service.due_for_poll()
     for source in due:
         try:
