@@ -22,6 +22,7 @@ from src import http, jobs
 from src.config import ROOT, Settings, get_settings
 from src.db.engine import close_pool, start_pool
 from src.db.session_store import PostgresSessionStore, SessionConfig
+from src.routes import ai as ai_routes
 from src.routes import auth, banners, compose, connections, content, health, media, pages
 from src.routes import calendar as calendar_routes
 from src.routes import posts as posts_routes
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         media.signed_media,
         compose.ComposeController,
         compose.EditController,
+        ai_routes.AIController,
         posts_routes.PostsController,
         content.ContentController,
         content.content_schema,
