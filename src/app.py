@@ -26,6 +26,7 @@ from src.routes import ai as ai_routes
 from src.routes import auth, banners, compose, connections, content, health, media, pages
 from src.routes import calendar as calendar_routes
 from src.routes import posts as posts_routes
+from src.routes import privacy as privacy_routes
 from src.routes import settings as settings_routes
 from src.signin import OidcProvider, client_config
 from src.web import CurrentUserMiddleware, http_error, not_authorized, register_filters
@@ -76,6 +77,9 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         pages.privacy,
         *pages.PLACEHOLDERS,
         settings_routes.settings_page,
+        privacy_routes.PrivacyController,
+        privacy_routes.OperatorController,
+        privacy_routes.account_deleted,
         connections.ConnectionsController,
         banners.banners,
         media.MediaController,

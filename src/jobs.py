@@ -13,7 +13,7 @@ from typing import Any
 
 from saq import CronJob, Queue, Worker
 
-from src import accounts, media, publishing
+from src import accounts, media, privacy, publishing
 from src.config import Settings
 from src.db.engine import database_dsn, normalize_dsn
 from src.db.session_store import PostgresSessionStore
@@ -76,6 +76,11 @@ async def poll_content(ctx: dict[str, Any]) -> int:
     return await poll(ctx["settings"])
 
 
+async def purge_deletions(ctx: dict[str, Any]) -> dict[str, int]:
+    """Finish account deletions (retry revocations; nothing left after 30 days)."""
+    return await privacy.purge(ctx["settings"])
+
+
 FUNCTIONS = [
     ping,
     purge_expired_sessions,
@@ -84,6 +89,7 @@ FUNCTIONS = [
     purge_orphan_media,
     sync_content,
     poll_content,
+    purge_deletions,
 ]
 
 
@@ -94,6 +100,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         CronJob(sweep_claims, cron="* * * * * */5", timeout=60),
         CronJob(purge_orphan_media, cron="41 * * * *", timeout=600),
         CronJob(poll_content, cron="* * * * *", timeout=1800),
+        CronJob(purge_deletions, cron="23 * * * *", timeout=600),
     ]
 
 

@@ -6,6 +6,7 @@ from litestar import Request, get
 from litestar.response import Template
 
 from src.db.tables import AuditEvent
+from src.routes.auth import TIMEZONES
 from src.web import current_user, render, signed_in
 
 ACTIVITY_SHOWN = 20
@@ -14,6 +15,8 @@ ACTION_LABELS = {
     "sign_in": "Signed in",
     "sign_out": "Signed out",
     "consent_given": "Confirmed age and privacy policy",
+    "profile_updated": "Corrected profile",
+    "data_exported": "Downloaded data export",
 }
 
 
@@ -30,4 +33,11 @@ async def settings_page(request: Request) -> Template:
     )
     for event in events:
         event["label"] = ACTION_LABELS.get(event["action"], event["action"].replace("_", " "))
-    return render(request, "pages/settings.html", active="settings", user=user, events=events)
+    return render(
+        request,
+        "pages/settings.html",
+        active="settings",
+        user=user,
+        events=events,
+        timezones=TIMEZONES,
+    )
