@@ -68,9 +68,6 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, str) and value[:1] in "[{":
-        with contextlib.suppress(ValueError):
-            return json.loads(value)
     return value
 
 
@@ -80,20 +77,55 @@ def _columns(table: Any, *excluded: str) -> list[Any]:
 
 async def collect(user_id: int) -> dict[str, Any]:
     """The user's data as one JSON-ready document (no tokens, no secrets)."""
-    profile = await User.select(*_columns(User, "google_sub")).where(User.id == user_id).first()
-    account_rows = await Account.select(*_columns(Account)).where(Account.user == user_id)
-    post_rows = await Post.select(*_columns(Post)).where(Post.user == user_id).order_by(Post.id)
+    profile = (
+        await User.select(*_columns(User, "google_sub"))
+        .where(User.id == user_id)
+        .output(load_json=True)
+        .first()
+    )
+    account_rows = (
+        await Account.select(*_columns(Account))
+        .where(Account.user == user_id)
+        .output(load_json=True)
+    )
+    post_rows = (
+        await Post.select(*_columns(Post))
+        .where(Post.user == user_id)
+        .order_by(Post.id)
+        .output(load_json=True)
+    )
     post_ids = [p["id"] for p in post_rows] or [0]
-    targets = await PostTarget.select(*_columns(PostTarget)).where(PostTarget.post.is_in(post_ids))
-    links = await PostMedia.select().where(PostMedia.post.is_in(post_ids))
-    media_rows = await Media.select(*_columns(Media)).where(Media.user == user_id)
+    targets = (
+        await PostTarget.select(*_columns(PostTarget))
+        .where(PostTarget.post.is_in(post_ids))
+        .output(load_json=True)
+    )
+    links = await PostMedia.select().where(PostMedia.post.is_in(post_ids)).output(load_json=True)
+    media_rows = (
+        await Media.select(*_columns(Media)).where(Media.user == user_id).output(load_json=True)
+    )
     sources = await ContentSource.select(*_columns(ContentSource)).where(
         ContentSource.user == user_id
     )
     source_ids = [s["id"] for s in sources] or [0]
-    runs = await SyncRun.select().where(SyncRun.source.is_in(source_ids)).order_by(SyncRun.id)
-    events = await AuditEvent.select().where(AuditEvent.user == user_id).order_by(AuditEvent.id)
-    feedback = await Feedback.select().where(Feedback.user == user_id).order_by(Feedback.id)
+    runs = (
+        await SyncRun.select()
+        .where(SyncRun.source.is_in(source_ids))
+        .order_by(SyncRun.id)
+        .output(load_json=True)
+    )
+    events = (
+        await AuditEvent.select()
+        .where(AuditEvent.user == user_id)
+        .order_by(AuditEvent.id)
+        .output(load_json=True)
+    )
+    feedback = (
+        await Feedback.select()
+        .where(Feedback.user == user_id)
+        .order_by(Feedback.id)
+        .output(load_json=True)
+    )
     for post in post_rows:
         post["targets"] = [t for t in targets if t["post"] == post["id"]]
         post["media"] = [
@@ -149,6 +181,7 @@ async def export_zip(user_id: int, settings: Settings) -> AsyncIterator[bytes]:
     copied a chunk at a time from the store)."""
     document = await collect(user_id)
     store = get_store(settings)
+    stamp = datetime.now(UTC).timetuple()[:6]
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:  # type: ignore[arg-type]
         archive.writestr("README.txt", README.format(version=EXPORT_FORMAT))
@@ -160,7 +193,7 @@ async def export_zip(user_id: int, settings: Settings) -> AsyncIterator[bytes]:
         for row in rows:
             if not await store.exists(row["storage_key"]):
                 continue
-            info = zipfile.ZipInfo(f"media/{_file_name(row)}", date_time=(2026, 1, 1, 0, 0, 0))
+            info = zipfile.ZipInfo(f"media/{_file_name(row)}", date_time=stamp)
             info.compress_type = zipfile.ZIP_STORED
             with archive.open(info, "w", force_zip64=True) as member:
                 async for chunk in store.open(row["storage_key"]):

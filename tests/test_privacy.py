@@ -83,7 +83,7 @@ async def a_person_with_everything(server, name: str = "Pat Example") -> tuple[B
     await posts.schedule(
         user.id,
         posts.PostSpec(
-            text="Hello from the privacy test",
+            text='["Hello from the privacy test"]',
             targets=[posts.TargetSpec(a.id, None, options.get(a.platform, {})) for a in found],
             publish_at=datetime.now(UTC) + timedelta(days=2),
             media_ids=[media_id],
@@ -132,7 +132,8 @@ async def test_export_has_every_kind_of_record_and_no_token_or_secret(server, sa
     assert data["profile"]["age_confirmed_at"] and data["profile"]["policy_accepted_at"]
     assert {a["platform"] for a in data["accounts"]} == {"x", "tiktok"}
     (post,) = data["posts"]
-    assert post["text"] == "Hello from the privacy test"
+    assert post["text"] == '["Hello from the privacy test"]'  # text stays text
+    assert all(isinstance(t["options"], dict) for t in post["targets"])
     assert len(post["targets"]) == 2 and all(t["status"] for t in post["targets"])
     (item,) = data["media"]
     assert post["media"] == [item["id"]]
