@@ -268,9 +268,9 @@ async def _revoke(user_id: int, account: Account, settings: Settings) -> bool:
     except Exception:
         revoked = False
     if not revoked:
-        await Account.update({**kept, Account.status_detail: REVOKE_PENDING}).where(
-            Account.id == account.id
-        )
+        await Account.update(
+            {**kept, Account.status: "disconnected", Account.status_detail: REVOKE_PENDING}
+        ).where(Account.id == account.id)
     return revoked
 
 
