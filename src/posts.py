@@ -155,11 +155,16 @@ async def _validate(user_id: int, spec: PostSpec, now: datetime) -> dict[int, Ac
     return accounts
 
 
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _refusals(
     spec: PostSpec, accounts: dict[int, Account], media: list[Media], now: datetime
 ) -> list[rules.Problem]:
     """The errors that refuse `spec`, given the user's accounts and the post's media."""
     problems: list[rules.Problem] = []
+    checked: dict[tuple, list[rules.Problem]] = {}
     if not spec.targets:
         problems.append(rules.Problem("", "accounts", "Choose at least one account.", "error"))
     facts = [media_facts(m) for m in media]
@@ -180,9 +185,12 @@ def _refusals(
                 )
             )
         text = spec.text if target.text is None else target.text
-        problems += rules.check(
-            account.platform, text, facts, target.options, account_meta(account)
-        )
+        meta = account_meta(account)
+        # Accounts of one platform with the same text and options are checked once.
+        key = (account.platform, text, _key(target.options), _key(meta))
+        if key not in checked:
+            checked[key] = rules.check(account.platform, text, facts, target.options, meta)
+        problems += checked[key]
     if not spec.draft:
         problems += rules.check_schedule(spec.publish_at or now, now)
     return [p for p in problems if p.severity == "error"]

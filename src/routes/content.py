@@ -23,6 +23,7 @@ from src.web import current_user, render, signed_in
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 SCHEMA_PATH = ROOT / "src" / "content" / "schema.json"
 SYNC_TIMEOUT_S = 1800
+HOOK_MAX_BYTES = 25 * 1024 * 1024  # GitHub's largest push payload
 
 
 async def enqueue_sync(request: Request, source_id: int, trigger: str, key: str = "") -> None:
@@ -178,7 +179,7 @@ async def content_schema() -> Response:
     )
 
 
-@post("/hooks/content/{source_id:int}", status_code=202)
+@post("/hooks/content/{source_id:int}", status_code=202, request_max_body_size=HOOK_MAX_BYTES)
 async def content_hook(request: Request, source_id: FromPath[int]) -> Response:
     """A push from GitHub, GitLab, Gitea or Forgejo: verified with the source's secret,
     then a sync is queued (the worker fetches; the hook never trusts the payload)."""
