@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import openai
+from piccolo.engine import engine_finder
 
 from src import audit, http, rules
 from src.config import Settings
@@ -214,20 +215,23 @@ def clean(text: str) -> str:
 
 # -- rate limit --------------------------------------------------------------------------
 async def take_slot(user_id: int) -> None:
-    """Count this request against the person's allowance, or refuse it."""
+    """Count this request against the person's allowance, or refuse it. A per-person
+    advisory lock makes count-then-record atomic across every web process."""
     since = datetime.now(UTC) - RATE_WINDOW
-    used = await AuditEvent.count().where(
-        (AuditEvent.user == user_id)
-        & (AuditEvent.action == AUDIT_ACTION)
-        & (AuditEvent.created_at > since)
-    )
-    if used >= RATE_LIMIT:
-        minutes = int(RATE_WINDOW.total_seconds() // 60)
-        raise RateLimited(
-            f"You have asked for {RATE_LIMIT} suggestions in {minutes} minutes, the most "
-            "this instance allows. Try again in a few minutes."
+    async with engine_finder().transaction():
+        await AuditEvent.raw("SELECT pg_advisory_xact_lock(hashtext('okk:ai'), {})", user_id)
+        used = await AuditEvent.count().where(
+            (AuditEvent.user == user_id)
+            & (AuditEvent.action == AUDIT_ACTION)
+            & (AuditEvent.created_at > since)
         )
-    await audit.record(AUDIT_ACTION, user_id)
+        if used >= RATE_LIMIT:
+            minutes = int(RATE_WINDOW.total_seconds() // 60)
+            raise RateLimited(
+                f"You have asked for {RATE_LIMIT} suggestions in {minutes} minutes, the most "
+                "this instance allows. Try again in a few minutes."
+            )
+        await audit.record(AUDIT_ACTION, user_id)
 
 
 # -- calling the service -----------------------------------------------------------------
@@ -268,7 +272,6 @@ async def stream(settings: Settings, ask: Ask) -> AsyncIterator[tuple[str, dict[
                 model=settings.openai_model,
                 messages=messages(ask, platform),  # type: ignore[arg-type]
                 stream=True,
-                temperature=0.8,
             )
             async for chunk in response:
                 delta = chunk.choices[0].delta.content if chunk.choices else None

@@ -95,11 +95,13 @@
     state.results.textContent = "";
     state.status.classList.remove("ai-error");
     state.status.textContent = "Writing…";
+    // (not form.action: the buttons named "action" shadow it)
     var buttons = form.querySelectorAll("button");
     buttons.forEach(function (b) { b.disabled = true; });
-    fetch(form.action, { method: "POST", body: data, headers: { accept: "text/event-stream" } })
+    var headers = { accept: "text/event-stream", "x-csrftoken": data.get("_csrf_token") || "" };
+    fetch(form.getAttribute("action"), { method: "POST", body: new URLSearchParams(data), headers: headers })
       .then(function (response) {
-        if (!response.body) throw new Error("no stream");
+        if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
         var reader = response.body.getReader();
         var decoder = new TextDecoder();
         var buffer = "";
@@ -121,8 +123,9 @@
         }
         return pump();
       })
-      .catch(function () {
-        state.status.textContent = "Suggestions are unavailable right now. Your post is unaffected.";
+      .catch(function (error) {
+        state.status.textContent =
+          "Suggestions are unavailable right now (" + error.message + "). Your post is unaffected.";
         state.status.classList.add("ai-error");
       })
       .finally(function () {

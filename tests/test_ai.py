@@ -219,3 +219,60 @@ async def test_privacy_only_the_prompt_reaches_the_ai_service(server, admin):
     assert {r["authorization"] for r in records} == {"Bearer sandbox-openai-key"}
     # nothing but the model, the messages and sampling settings
     assert all(set(r["body"]) <= {"model", "messages", "stream", "temperature"} for r in records)
+
+
+async def test_concurrent_requests_cannot_overrun_the_rate_limit(server, admin):
+    import asyncio
+
+    browser, email = signed_in(server)
+    user = await User.objects().get(User.email == email)
+    await AuditEvent.insert(
+        *[
+            AuditEvent({AuditEvent.user: user.id, AuditEvent.action: ai.AUDIT_ACTION})
+            for _ in range(ai.RATE_LIMIT - 1)
+        ]
+    )
+    browser.csrf_token()  # the cookie exists before the threads share the client
+    results = await asyncio.gather(
+        *[
+            asyncio.to_thread(ask, browser, prompt=f"idea number {i}", platform=["x"])
+            for i in range(4)
+        ]
+    )
+    allowed = [r for r in results if "error" not in [k for k, _ in r]]
+    assert len(allowed) == 1
+
+
+async def test_in_a_real_browser_a_suggestion_streams_in_and_is_inserted(server):
+    from pathlib import Path
+
+    playwright = pytest.importorskip("playwright.async_api")
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("no chromium")
+    browser, _ = signed_in(server)
+    browser.connect("x")
+    cookies = [
+        {"name": c.name, "value": c.value, "url": server.url} for c in browser.http.cookies.jar
+    ]
+    async with playwright.async_playwright() as pw:
+        chrome = await pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        context = await chrome.new_context(base_url=server.url)
+        await context.add_cookies(cookies)
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await page.goto("/compose")
+        await page.fill("#ai-prompt", "our pottery workshop returns this autumn")
+        await page.get_by_role("button", name="Suggest", exact=True).click()
+        insert = page.get_by_role("button", name="Insert as X text").first
+        await insert.wait_for(timeout=15_000)
+        await insert.click()
+        value = await page.input_value("#override-x")
+        assert "pottery" in value.lower()
+        await page.fill("#text", "this are a sentence with bad grammar about pottery")
+        await page.get_by_role("button", name="Fix grammar").click()
+        await page.get_by_role("button", name="Insert into main text").first.click()
+        assert "pottery" in (await page.input_value("#text")).lower()
+        await chrome.close()
+    assert not errors, errors
