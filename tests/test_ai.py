@@ -268,6 +268,9 @@ async def test_in_a_real_browser_a_suggestion_streams_in_and_is_inserted(server)
         insert = page.get_by_role("button", name="Insert as X text").first
         await insert.wait_for(timeout=15_000)
         await insert.click()
+        artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        await page.locator("#ai-panel").screenshot(path=str(artifacts / "ai-suggest.png"))
         value = await page.input_value("#override-x")
         assert "pottery" in value.lower()
         await page.fill("#text", "this are a sentence with bad grammar about pottery")
