@@ -27,7 +27,7 @@ async def settings_page(request: Request) -> Template:
         await AuditEvent.select(
             AuditEvent.action, AuditEvent.ip, AuditEvent.user_agent, AuditEvent.created_at
         )
-        .where(AuditEvent.user == user.id)
+        .where((AuditEvent.user == user.id) & (AuditEvent.action != "ai_suggest"))
         .order_by(AuditEvent.created_at, ascending=False)
         .limit(ACTIVITY_SHOWN)
     )
