@@ -17,20 +17,11 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from src.db.tables import Account, Post
-from src.posts import STARTED
+from src.posts import POST_STATUSES, STARTED
 from src.publishers.registry import TITLES
 
 VIEWS = ("month", "week", "agenda")
-STATUSES = (
-    "draft",
-    "scheduled",
-    "publishing",
-    "published",
-    "partial",
-    "failed",
-    "unconfirmed",
-    "cancelled",
-)
+STATUSES = POST_STATUSES
 STATUS_WORDS = {
     "draft": "Draft",
     "scheduled": "Scheduled",

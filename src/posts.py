@@ -21,6 +21,17 @@ from src.publishers.base import MediaItem
 PENDING = ("scheduled", "retrying", "processing", "held")
 STARTED = ("publishing", "processing", "published", "unconfirmed")
 FINAL = ("published", "failed", "cancelled", "unconfirmed")
+# A post's status, derived from its targets' (what lists and the calendar filter on).
+POST_STATUSES = (
+    "draft",
+    "scheduled",
+    "publishing",
+    "published",
+    "partial",
+    "failed",
+    "unconfirmed",
+    "cancelled",
+)
 
 
 @dataclass

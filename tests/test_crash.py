@@ -104,7 +104,7 @@ def test_sigkill_during_a_burst_ten_times_publishes_each_target_exactly_once(
         for _ in range(KILLS):
             before = statuses(dsn)["published"]
             worker = start_worker(app, log)
-            wait_until(lambda: statuses(dsn)["published"] > before, log)  # it is working
+            wait_until(lambda n=before: statuses(dsn)["published"] > n, log)  # it is working
             time.sleep(rng.uniform(0, 0.5))  # then a random moment to kill it
             worker.send_signal(signal.SIGKILL)
             worker.wait()

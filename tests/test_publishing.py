@@ -108,7 +108,7 @@ async def test_live_checks_count_weighted_characters(server, sandbox_admin):
     data = {"text": "日本語 https://example.org", "account": str(ids["x:xavier_x"])}
     checks = browser.post("/compose/validate", data, headers={"hx-request": "true"})
     assert checks.status_code == 200
-    assert "30 / 280" in checks.text  # 3 CJK × 2 + space + URL 23
+    assert "30 / 280" in checks.text  # 3 CJK at 2 each, a space, a URL at 23
 
 
 async def test_tiktok_needs_a_privacy_choice_none_preselected(server, sandbox_admin):

@@ -15,20 +15,12 @@ from litestar.response import Redirect, Template
 
 from src import posts
 from src.db.tables import Account, Post, PostTarget
+from src.posts import POST_STATUSES
 from src.publishers.registry import TITLES
 from src.web import current_user, render, signed_in
 
 PAGE_SIZE = 50
-STATUSES = (
-    "draft",
-    "scheduled",
-    "publishing",
-    "published",
-    "partial",
-    "failed",
-    "unconfirmed",
-    "cancelled",
-)
+STATUSES = POST_STATUSES
 
 
 def _day(value: str | None, zone: str, end: bool = False) -> datetime | None:
