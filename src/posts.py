@@ -488,6 +488,19 @@ async def relink_source(user_id: int, post_id: int, source: dict[str, Any]) -> N
             await Post.update(columns).where(Post.id == post_id)
 
 
+DETACHED = "detached"  # the content hash of a file post the person took over in the app
+
+
+async def detach(user_id: int, post_id: int) -> Post:
+    """Take a file-defined post over in the app: its source keeps the identity (so the
+    file never creates it again) but no sync changes or cancels it any more."""
+    post = await owned_post(user_id, post_id)
+    if post.content_source is None:
+        return post
+    await relink_source(user_id, post_id, {"content_hash": DETACHED})
+    return await owned_post(user_id, post_id)
+
+
 # -- helpers ------------------------------------------------------------------------------
 def _post_columns(user_id: int, spec: PostSpec, now: datetime) -> dict[Any, Any]:
     publish_at = None if spec.draft and spec.publish_at is None else (spec.publish_at or now)

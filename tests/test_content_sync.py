@@ -550,3 +550,26 @@ async def test_a_changed_media_file_updates_the_posts_that_use_it(user, repo):
     result = await sync(source)
     assert result.counts == {"created": 1, "updated": 1, "cancelled": 0, "unchanged": 1}
     assert (await posts_of(source))["q"].text == "Edited"
+
+
+# -- taking a file post over in the app -------------------------------------------------------
+async def test_a_detached_post_is_left_alone_by_later_syncs(user, repo):
+    from src import posts
+
+    source = await git_source(user, repo)
+    repo.write("promo.yaml", post_yaml("promo", text="From the file"))
+    repo.commit("add promo")
+    assert (await sync(source)).status == "ok"
+    post = (await posts_of(source))["promo"]
+    await posts.detach(user.id, post.id)
+    repo.write("promo.yaml", post_yaml("promo", text="Changed in the file", when=future(90)))
+    repo.commit("reword promo")
+    result = await sync(source)
+    assert any("detached" in m for m in messages(result))
+    kept = (await posts_of(source))["promo"]
+    assert kept.text == "From the file" and kept.id == post.id
+    repo.remove("promo.yaml")
+    repo.commit("drop promo")
+    await sync(source)
+    assert await statuses(post.id) == ["scheduled"]  # not cancelled by the file's removal
+    assert len(await posts_of(source)) == 1  # and never created again

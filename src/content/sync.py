@@ -61,6 +61,7 @@ from src.content.sources import (
     git_dir,
 )
 from src.db.tables import Account, ContentSource, SyncRun
+from src.posts import DETACHED
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ def _finish(plan: Plan, by_id: dict[str, dict], protected: set[str], scope: set[
     for item_id, row in by_id.items():
         if scope is not None and row["source_path"] not in scope:
             continue
-        if item_id not in wanted and row["content_hash"] != REMOVED:
+        if item_id not in wanted and row["content_hash"] not in (REMOVED, DETACHED):
             plan.cancels.append(ItemPlan("cancel", item_id, row["source_path"], row["id"]))
 
 
@@ -326,7 +327,11 @@ async def build_changes_plan(
     for file in plan.files:  # an id still defined by a file this commit did not touch
         for item in file.items:
             row = by_id.get(item.item_id)
-            if row and row["source_path"] not in touched and row["content_hash"] != REMOVED:
+            if (
+                row
+                and row["source_path"] not in touched
+                and row["content_hash"] not in (REMOVED, DETACHED)
+            ):
                 place = (*item.item.place, "id") if item.item else ()
                 file.problem(
                     f"id '{item.item_id}' is also used in {row['source_path']}: "
@@ -336,7 +341,9 @@ async def build_changes_plan(
                 )
     _finish(plan, by_id, protected, touched)
     plan.untouched = sum(
-        1 for r in rows if r["source_path"] not in touched and r["content_hash"] != REMOVED
+        1
+        for r in rows
+        if r["source_path"] not in touched and r["content_hash"] not in (REMOVED, DETACHED)
     )
     return plan
 
@@ -377,6 +384,15 @@ async def _plan_item(
                     (*item.place, "publish_at"),
                     item.id,
                 )
+    elif row["content_hash"] == DETACHED:
+        plan_item.action = "drift"  # taken over in the app: the file no longer changes it
+        file.problem(
+            f"post '{item.id}' was detached from its file in the app: this file no longer "
+            "changes it (give a new post a new id)",
+            (*item.place, "id"),
+            item.id,
+            warn=True,
+        )
     elif row["content_hash"] == digest:
         plan_item.action = "move" if row["source_path"] != file.path else "unchanged"
     elif row["status"] in STARTED:

@@ -211,11 +211,22 @@ async def _page(
         panels=_checks(form, choices, media),
         problems=problems or [],
         timezones=TIMEZONES,
+        from_file=await _file_origin(user.id, post_id),
         tiktok_meta=next((posts.account_meta(a) for a in choices if a.platform == "tiktok"), {}),
     )
     if problems:
         page.status_code = 400
     return page
+
+
+async def _file_origin(user_id: int, post_id: int | None) -> dict[str, Any] | None:
+    """Where a post being edited came from, when a content source still owns it."""
+    if post_id is None:
+        return None
+    post = await posts.owned_post(user_id, post_id)
+    if post.content_source is None or post.content_hash == posts.DETACHED:
+        return None
+    return {"path": post.source_path, "commit": post.source_commit[:7]}
 
 
 # -- editing an existing post (also the calendar's edit panel) ----------------------------

@@ -117,6 +117,12 @@ class PostsController(Controller):
     async def publish_now(self, request: Request, post_id: FromPath[int]) -> Redirect:
         return await _act(request, post_id, posts.publish_now, "Publishing now.")
 
+    @post("/{post_id:int}/detach")
+    async def detach(self, request: Request, post_id: FromPath[int]) -> Redirect:
+        """Take a post from a file over in the app: syncs leave it alone from now on."""
+        message = "Detached: syncs no longer change this post."
+        return await _act(request, post_id, posts.detach, message, to=f"/posts/{post_id}/edit")
+
     @post("/{post_id:int}/retry")
     async def retry(self, request: Request, post_id: FromPath[int]) -> Redirect:
         form = await request.form()
@@ -128,7 +134,9 @@ class PostsController(Controller):
         return await _act(request, post_id, run, "Sent again.")
 
 
-async def _act(request: Request, post_id: int, action, message: str) -> Redirect:
+async def _act(
+    request: Request, post_id: int, action, message: str, to: str | None = None
+) -> Redirect:
     user = current_user(request)
     try:
         await action(user.id, post_id)
@@ -137,4 +145,4 @@ async def _act(request: Request, post_id: int, action, message: str) -> Redirect
         raise NotFoundException("No such post.") from exc
     except posts.PostRefused as refused:
         flash(request, str(refused), category="error")
-    return Redirect(f"/posts/{post_id}")
+    return Redirect(to or f"/posts/{post_id}")
