@@ -15,11 +15,17 @@ from tests.content_helpers import Repo, post_yaml, unique
 pytestmark = pytest.mark.usefixtures("db")
 
 
+async def owner(email: str) -> User:
+    """Repositories on this machine's disk are the owner's to add (setup shortcut)."""
+    await User.update({User.is_owner: True}).where(User.email == email)
+    return await User.objects().get(User.email == email)
+
+
 async def test_the_composer_warns_and_detaches_a_file_post(server, tmp_path):
     browser = Browser(server.url)
     email = browser.signed_in_user()
     browser.connect("x")
-    user = await User.objects().get(User.email == email)
+    user = await owner(email)
     repo = Repo(tmp_path)
     repo.write("note.yaml", post_yaml("note", text="Written in git"))
     repo.commit("add note")
@@ -33,3 +39,20 @@ async def test_the_composer_warns_and_detaches_a_file_post(server, tmp_path):
     back = browser.follow(browser.post(f"/posts/{post.id}/detach"))
     assert back.url.path == f"/posts/{post.id}/edit"
     assert "Detached" in back.text and "next sync of its source overwrites" not in back.text
+
+
+async def test_history_shows_which_repository_commit_and_file_a_post_came_from(server, tmp_path):
+    browser = Browser(server.url)
+    email = browser.signed_in_user()
+    browser.connect("x")
+    user = await owner(email)
+    repo = Repo(tmp_path)
+    repo.write("posts/hello.yaml", post_yaml("hello", text="Hello from git"))
+    commit = repo.commit("add hello")
+    name = unique("repo")
+    source = await service.add_git(
+        user, get_settings(), name=name, url=repo.url, branch="main", subpath=""
+    )
+    await sync_source(source.id, get_settings())
+    page = browser.get("/posts").text
+    assert f"{name}@{commit[:7]}:posts/hello.yaml" in page

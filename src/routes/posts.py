@@ -14,7 +14,8 @@ from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
 
 from src import posts
-from src.db.tables import Account, Post, PostTarget
+from src.content.service import file_url
+from src.db.tables import Account, ContentSource, Post, PostTarget
 from src.posts import POST_STATUSES
 from src.publishers.registry import TITLES
 from src.web import current_user, render, signed_in
@@ -66,7 +67,27 @@ async def history(user, filters: dict[str, str]) -> list[dict[str, Any]]:
         ):
             continue
         items.append({"post": row, "targets": [(t, by_id[t.account]) for t in mine]})
+    sources = await sources_of(user.id)
+    for item in items:
+        item["origin"] = origin(item["post"], sources)
     return items
+
+
+async def sources_of(user_id: int) -> dict[int, ContentSource]:
+    rows = await ContentSource.objects().where(ContentSource.user == user_id)
+    return {source.id: source for source in rows}
+
+
+def origin(post: Post, sources: dict[int, ContentSource]) -> dict[str, Any] | None:
+    """ "from repo@commit:path", with a link to the file where the forge is known."""
+    source = sources.get(post.content_source) if post.content_source else None
+    if source is None:
+        return None
+    path = "/".join(p for p in (source.subpath.strip("/"), post.source_path) if p)
+    return {
+        "label": f"{source.name}@{post.source_commit[:7]}:{post.source_path}",
+        "url": file_url(source, post.source_commit, path),
+    }
 
 
 class PostsController(Controller):
@@ -102,7 +123,11 @@ class PostsController(Controller):
             raise NotFoundException("No such post.") from exc
         targets = await posts.targets_of(post_id)
         by_id = {a.id: a for a in await Account.objects().where(Account.user == user.id)}
-        item = {"post": row, "targets": [(t, by_id[t.account]) for t in targets]}
+        item = {
+            "post": row,
+            "targets": [(t, by_id[t.account]) for t in targets],
+            "origin": origin(row, await sources_of(user.id)),
+        }
         media = await posts.media_of(post_id)
         template = (
             "partials/post_card.html" if request.headers.get("hx-request") else ("pages/post.html")
