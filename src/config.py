@@ -41,6 +41,9 @@ class Settings:
     media_max_video_bytes: int = 1024 * 1024 * 1024
     media_signed_url_ttl_s: int = 3600  # links that platforms pull media through
     media_orphan_grace_s: int = 24 * 3600  # unattached uploads are purged after this
+    # Data export: above this many media bytes the zip is built by a job, not streamed
+    export_inline_max_bytes: int = 200 * 1024 * 1024
+    export_link_ttl_s: int = 24 * 3600  # a built export's download link expires
     # Secrets (generated once in data_dir for development when unset)
     secret_key: str = ""
     token_keys: tuple[str, ...] = ()

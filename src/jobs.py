@@ -81,6 +81,13 @@ async def purge_deletions(ctx: dict[str, Any]) -> dict[str, int]:
     return await privacy.purge(ctx["settings"])
 
 
+async def export_data(ctx: dict[str, Any], *, user_id: int, token: str) -> dict:
+    """Build a large data export into the exports folder, with its progress."""
+    from src import exports
+
+    return await exports.build(user_id, token, ctx["settings"])
+
+
 FUNCTIONS = [
     ping,
     purge_expired_sessions,
@@ -90,6 +97,7 @@ FUNCTIONS = [
     sync_content,
     poll_content,
     purge_deletions,
+    export_data,
 ]
 
 

@@ -14,7 +14,7 @@ import contextlib
 import json
 import shutil
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -176,9 +176,13 @@ class _Sink:
         return data
 
 
-async def export_zip(user_id: int, settings: Settings) -> AsyncIterator[bytes]:
+async def export_zip(
+    user_id: int,
+    settings: Settings,
+    progress: Callable[[int, int], Awaitable[None]] | None = None,
+) -> AsyncIterator[bytes]:
     """The export archive, yielded chunk by chunk as it is built (media files are
-    copied a chunk at a time from the store)."""
+    copied a chunk at a time from the store); progress(files done, media bytes done)."""
     document = await collect(user_id)
     store = get_store(settings)
     stamp = datetime.now(UTC).timetuple()[:6]
@@ -190,7 +194,9 @@ async def export_zip(user_id: int, settings: Settings) -> AsyncIterator[bytes]:
         rows = await Media.select(Media.id, Media.storage_key, Media.original_name).where(
             Media.user == user_id
         )
+        files_done = bytes_done = 0
         for row in rows:
+            files_done += 1
             if not await store.exists(row["storage_key"]):
                 continue
             info = zipfile.ZipInfo(f"media/{_file_name(row)}", date_time=stamp)
@@ -198,9 +204,12 @@ async def export_zip(user_id: int, settings: Settings) -> AsyncIterator[bytes]:
             with archive.open(info, "w", force_zip64=True) as member:
                 async for chunk in store.open(row["storage_key"]):
                     member.write(chunk)
+                    bytes_done += len(chunk)
                     if len(sink.buffer) >= 256 * 1024:
                         yield sink.take()
             yield sink.take()
+            if progress is not None:
+                await progress(files_done, bytes_done)
     yield sink.take()
 
 
@@ -308,6 +317,9 @@ async def _remove_data(user_id: int, settings: Settings) -> None:
             (settings.data_dir / "content" / f"source-{source_id}.json").unlink()
     await Feedback.delete().where(Feedback.user == user_id)
     await AuditEvent.delete().where(AuditEvent.user == user_id)
+    from src import exports
+
+    exports.remove(settings, user_id=user_id)
 
 
 async def purge(settings: Settings) -> dict[str, int]:
@@ -317,7 +329,10 @@ async def purge(settings: Settings) -> dict[str, int]:
     for row in rows:
         finished, _ = await finish_deletion(row["id"], settings)
         done += finished
-    return {"pending": len(rows) - done, "finished": done}
+    from src import exports
+
+    removed = exports.remove(settings)  # expired data exports
+    return {"pending": len(rows) - done, "finished": done, "exports_removed": removed}
 
 
 async def add_feedback(user_id: int, message: str) -> None:

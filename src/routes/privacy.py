@@ -4,6 +4,7 @@ the operator view (instance owner only), which deletes through the same path."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,13 +12,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from litestar import Controller, Request, get, post
 from litestar.connection import ASGIConnection
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Body, FromPath
 from litestar.plugins.flash import flash
-from litestar.response import Redirect, Stream, Template
+from litestar.response import File, Redirect, Stream, Template
 
-from src import audit, privacy
+from src import audit, exports, privacy
 from src.db.tables import Account, PostTarget, User
 from src.routes import health
 from src.web import current_user, render, signed_in
@@ -60,9 +61,14 @@ class PrivacyController(Controller):
         return Redirect("/settings")
 
     @get("/export", cache=False)
-    async def export(self, request: Request) -> Stream:
+    async def export(self, request: Request) -> Stream | Redirect:
         user = current_user(request)
+        settings = request.app.state.settings
         await audit.record("data_exported", user.id, request)
+        if (await exports.media_totals(user.id))[1] > settings.export_inline_max_bytes:
+            await exports.start(request.app.state.queue, settings, user.id)
+            flash(request, "Your export is being built; the link appears below.", "success")
+            return Redirect("/settings#data-title")
         stamp = datetime.now(UTC).strftime("%Y%m%d")
         return Stream(
             privacy.export_zip(user.id, request.app.state.settings),
@@ -71,6 +77,45 @@ class PrivacyController(Controller):
                 "content-disposition": f'attachment; filename="okktopus-export-{stamp}.zip"',
                 "cache-control": "no-store",
             },
+        )
+
+    @get("/export/status", cache=False)
+    async def export_status(self, request: Request) -> Template:
+        settings = request.app.state.settings
+        found = exports.latest(settings, current_user(request).id)
+        token, state = found if found else ("", None)
+        if state and state.get("status") == "done" and state["expires_at"] < time.time():
+            state = None  # expired, awaiting the purge
+        link = ""
+        if state and state.get("status") == "done":
+            link = exports.signed_link(settings, token, state)
+            state["expires"] = datetime.fromtimestamp(state["expires_at"], UTC)
+        return render(request, "partials/export_status.html", export=state, link=link)
+
+    @get("/exports/{name:str}", cache=False)
+    async def export_download(
+        self, request: Request, name: str, expires: str = "", signature: str = ""
+    ) -> File:
+        settings = request.app.state.settings
+        token = name.removesuffix(".zip")
+        verdict = exports.check_link(settings, token, expires, signature)
+        if verdict == "bad":
+            raise PermissionDeniedException("This download link is not valid.")
+        if verdict == "expired":
+            raise HTTPException(
+                status_code=410,
+                detail="This download link has expired. Start a new export from Settings.",
+            )
+        state = exports.read_state(settings, token)
+        path = exports.zip_path(settings, token)
+        if state is None or state.get("user") != current_user(request).id or not path.is_file():
+            raise NotFoundException("No such export.")
+        stamp = datetime.fromtimestamp(state["created_at"], UTC).strftime("%Y%m%d")
+        return File(
+            path,
+            filename=f"okktopus-export-{stamp}.zip",
+            media_type="application/zip",
+            headers={"cache-control": "no-store"},
         )
 
     @post("/delete")
