@@ -19,6 +19,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -81,6 +81,18 @@ async def purge_deletions(ctx: dict[str, Any]) -> dict[str, int]:
     return await privacy.purge(ctx["settings"])
 
 
+async def count_cron_tick(ctx: dict[str, Any]) -> None:
+    """Test-only (registered solely when OKK_TEST_CRON_COUNTER names a file): appends the
+    tick this run was scheduled for, so a test can count runs per tick across workers."""
+    line = f"{ctx['job'].scheduled} {os.getpid()}\n"
+    await asyncio.to_thread(_append, os.environ["OKK_TEST_CRON_COUNTER"], line)
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a") as counter:
+        counter.write(line)
+
+
 async def export_data(ctx: dict[str, Any], *, user_id: int, token: str) -> dict:
     """Build a large data export into the exports folder, with its progress."""
     from src import exports
@@ -102,7 +114,7 @@ FUNCTIONS = [
 
 
 def cron_jobs(settings: Settings) -> list[CronJob]:
-    return [
+    jobs = [
         CronJob(purge_expired_sessions, cron="17 * * * *"),
         CronJob(refresh_tokens, cron=settings.refresh_cron, timeout=300),
         CronJob(sweep_claims, cron="* * * * * */5", timeout=60),
@@ -110,6 +122,9 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         CronJob(poll_content, cron="* * * * *", timeout=1800),
         CronJob(purge_deletions, cron="23 * * * *", timeout=600),
     ]
+    if os.environ.get("OKK_TEST_CRON_COUNTER"):  # tests only: a cron job every second
+        jobs.append(CronJob(count_cron_tick, cron="* * * * * *"))
+    return jobs
 
 
 # -- heartbeat --------------------------------------------------------------------------
