@@ -112,6 +112,7 @@ async def start(queue: Any, settings: Settings, user_id: int) -> str:
             token=token,
             key=f"export:{token}",
             timeout=EXPORT_TIMEOUT_S,
+            retries=3,  # idempotent; SAQ's Redis sweep can abort a job being picked up
         )
     except Exception:
         _state_path(settings, token).unlink(missing_ok=True)

@@ -33,6 +33,7 @@ async def enqueue_sync(request: Request, source_id: int, trigger: str, key: str 
         trigger=trigger,
         key=key or f"content-sync:{source_id}:{secrets.token_hex(6)}",
         timeout=SYNC_TIMEOUT_S,
+        retries=3,  # idempotent; SAQ's Redis sweep can abort a job being picked up
     )
 
 
