@@ -15,12 +15,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from playwright.async_api import async_playwright, expect
 
 from src.db.tables import Account, Post, PostTarget, User
 from tests.media_samples import jpeg_bytes
-
-playwright = pytest.importorskip("playwright.async_api")
-from playwright.async_api import async_playwright, expect  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("db")
 
