@@ -279,7 +279,7 @@ def test_commit_push_webhook_publishes_on_time_and_delete_cancels(fresh_server, 
     assert len(published) == 1
     assert datetime.now(UTC) >= due  # not before its time
     posts_page = _wait_page(browser, "/posts", r"Published")
-    assert "from posts/ship.yaml@" in posts_page
+    assert re.search(r"from .*@[0-9a-f]{7}:posts/ship.yaml", posts_page)  # repo@commit:path
 
     repo.remove("posts/later.yaml")
     push_and_hook()
