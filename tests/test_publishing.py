@@ -274,3 +274,18 @@ async def test_editing_a_post_keeps_its_held_target(server, sandbox_admin):
     (target,) = await PostTarget.objects().where(PostTarget.post == post_id)
     assert target.status == "held"
     assert (await Post.objects().get(Post.id == post_id)).text == "After"
+
+
+async def test_history_filters_by_account_and_platform(server, sandbox_admin):
+    browser = Browser(server.url)
+    email = browser.signed_in_user()
+    browser.connect("x")
+    browser.connect("x", identity=1)
+    ids = await account_ids(email)
+    due = local_input(datetime.now(UTC) + timedelta(days=3))
+    for handle in ("xavier_x", "xena_x"):
+        compose(browser, text=f"For {handle} only", account=str(ids[f"x:{handle}"]), publish_at=due)
+    only = browser.get("/posts", params={"account": str(ids["x:xena_x"])}).text
+    assert "For xena_x only" in only and "For xavier_x only" not in only
+    assert "For xavier_x only" in browser.get("/posts", params={"platform": "x"}).text
+    assert "For xavier_x only" not in browser.get("/posts", params={"platform": "tiktok"}).text

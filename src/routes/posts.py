@@ -12,6 +12,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
+from piccolo.columns.combination import WhereRaw
 
 from src import posts
 from src.content.service import file_url
@@ -47,6 +48,19 @@ async def history(user, filters: dict[str, str]) -> list[dict[str, Any]]:
         where &= Post.publish_at >= start
     if end:
         where &= Post.publish_at <= end
+    # Account and platform filters in SQL: filtering the page afterwards would hide
+    # matching posts beyond the first PAGE_SIZE.
+    if filters.get("account", "").isdigit():
+        where &= WhereRaw(
+            "EXISTS (SELECT 1 FROM post_targets t WHERE t.post = posts.id AND t.account = {})",
+            int(filters["account"]),
+        )
+    if filters.get("platform") in TITLES:
+        where &= WhereRaw(
+            "EXISTS (SELECT 1 FROM post_targets t JOIN accounts a ON a.id = t.account "
+            "WHERE t.post = posts.id AND a.platform = {})",
+            filters["platform"],
+        )
     rows = (
         await Post.objects()
         .where(where)
@@ -60,12 +74,6 @@ async def history(user, filters: dict[str, str]) -> list[dict[str, Any]]:
     items = []
     for row in rows:
         mine = [t for t in targets if t.post == row.id]
-        if filters.get("account") and not any(str(t.account) == filters["account"] for t in mine):
-            continue
-        if filters.get("platform") and not any(
-            by_id[t.account].platform == filters["platform"] for t in mine
-        ):
-            continue
         items.append({"post": row, "targets": [(t, by_id[t.account]) for t in mine]})
     sources = await sources_of(user.id)
     for item in items:
