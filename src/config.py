@@ -41,6 +41,17 @@ class Settings:
     media_max_video_bytes: int = 1024 * 1024 * 1024
     media_signed_url_ttl_s: int = 3600  # links that platforms pull media through
     media_orphan_grace_s: int = 24 * 3600  # unattached uploads are purged after this
+    # Media store: "local" (files in data_dir/media) or "s3" (any S3-compatible service)
+    media_store: str = "local"
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""  # unset: AWS; e.g. http://127.0.0.1:9000 for MinIO
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""  # unset: the default credential chain (env, profile, role)
+    s3_secret_access_key: str = ""
+    s3_prefix: str = ""  # key prefix inside the bucket, e.g. "okktopus/"
+    # GitOps content: watch local-folder sources and sync on change (None: on with debug
+    # or the sandbox, i.e. in development; folders are also polled every minute)
+    content_watch: bool | None = None
     # Data export: above this many media bytes the zip is built by a job, not streamed
     export_inline_max_bytes: int = 200 * 1024 * 1024
     export_link_ttl_s: int = 24 * 3600  # a built export's download link expires
