@@ -10,8 +10,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from src.config import Settings
 
 log = logging.getLogger("okktopus")
 
@@ -34,6 +38,19 @@ async def _migrate() -> None:
         raise click.ClickException(f"migrations failed: {result.message}")
 
 
+def _startup_settings() -> Settings:
+    """The settings, refusing those that cannot work before anything starts."""
+    from src.config import get_settings
+    from src.media import StoreSettingsError, get_store
+
+    settings = get_settings()
+    try:
+        get_store(settings)
+    except StoreSettingsError as error:
+        raise click.ClickException(str(error)) from None
+    return settings
+
+
 @click.command("migrate")
 def migrate() -> None:
     """Apply database migrations (starts the embedded database when none is configured)."""
@@ -53,10 +70,9 @@ def run(host: str | None, port: int | None, no_worker: bool) -> None:
     import uvicorn
 
     from src.app import create_app
-    from src.config import get_settings
     from src.db.engine import database_dsn
 
-    settings = get_settings()
+    settings = _startup_settings()
     host, port = host or settings.host, port or settings.port
     settings = dataclasses.replace(settings, host=host, port=port)  # public URL follows
     database_dsn()  # starts the embedded PostgreSQL when no database is configured
@@ -80,11 +96,10 @@ def run(host: str | None, port: int | None, no_worker: bool) -> None:
 @click.command("worker")
 def worker() -> None:
     """Run a worker process: publishing, token refresh, content sync, purges."""
-    from src.config import get_settings
     from src.db.engine import database_dsn
     from src.jobs import make_queue, make_worker
 
-    settings = get_settings()
+    settings = _startup_settings()
     database_dsn()
     asyncio.run(_migrate())
 

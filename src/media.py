@@ -1,6 +1,7 @@
-"""The media domain: storage behind a small interface, streamed uploads (hashed and
-size-checked on the way to disk, never held in memory), probing by content, thumbnails,
-per-user deduplication, signed URLs for platforms that pull media, and purging."""
+"""The media domain: storage behind a small interface (a local folder or an S3-compatible
+bucket), streamed uploads (hashed and size-checked on the way to disk, never held in
+memory), probing by content, thumbnails, per-user deduplication, signed URLs for
+platforms that pull media, and purging."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import time
 import unicodedata
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -26,6 +28,7 @@ import multipart
 
 from src.config import Settings
 from src.db.tables import Media
+from src.filechunks import file_chunks
 from src.publishers.base import MediaItem
 from src.security import check_signature, signed_query
 
@@ -89,6 +92,10 @@ class RangeNotSatisfiable(MediaError):
 
 
 # -- storage ------------------------------------------------------------------------------
+class StoreSettingsError(ValueError):
+    """The media store settings cannot work; said at startup, in the operator's terms."""
+
+
 class MediaStore(Protocol):
     """Where media bytes live. Keys are relative, '/'-separated and chosen by us."""
 
@@ -101,7 +108,8 @@ class MediaStore(Protocol):
         ...
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Bytes start..end (inclusive; None: to the end) in chunks."""
+        """Bytes start..end (inclusive; None: to the end) in chunks; FileNotFoundError
+        when the key is missing."""
         ...
 
     async def exists(self, key: str) -> bool: ...
@@ -110,10 +118,25 @@ class MediaStore(Protocol):
         """Remove `key`; a missing key is not an error."""
         ...
 
-    def local_path(self, key: str) -> Path | None:
-        """A filesystem path for the key when the store has one (publishers read chunks
-        from it); None for remote stores."""
+    async def delete_prefix(self, prefix: str) -> None:
+        """Remove every key under `prefix` (a folder such as "u12/")."""
         ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A filesystem path for the key when the store has one; None for remote stores."""
+        ...
+
+    def signed_url(self, key: str, ttl: int) -> str | None:
+        """A URL anyone may GET the object through for `ttl` seconds, when the store can
+        serve one itself; None: the app serves it (signed_url() below)."""
+        ...
+
+
+def _checked(key: str) -> str:
+    # Keys are ours, but a bad one must never escape the folder or the prefix.
+    if not key or key.startswith("/") or ".." in key.split("/") or "\\" in key:
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
 
 
 class LocalStore:
@@ -124,13 +147,13 @@ class LocalStore:
         self.root = root
 
     def _path(self, key: str) -> Path:
-        # Keys are ours, but a bad one must never escape the folder.
-        if not key or key.startswith("/") or ".." in key.split("/") or "\\" in key:
-            raise ValueError(f"invalid storage key {key!r}")
-        return self.root / key
+        return self.root / _checked(key)
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    def signed_url(self, key: str, ttl: int) -> str | None:
+        return None
 
     async def save(self, key: str, chunks: AsyncIterable[bytes]) -> str:
         path = self._path(key)
@@ -155,23 +178,8 @@ class LocalStore:
         await asyncio.to_thread(move)
         return key
 
-    async def open(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        path = self._path(key)
-        handle = await asyncio.to_thread(path.open, "rb")
-        try:
-            await asyncio.to_thread(handle.seek, start)
-            left = None if end is None else end - start + 1
-            while left is None or left > 0:
-                chunk = await asyncio.to_thread(
-                    handle.read, CHUNK if left is None else min(CHUNK, left)
-                )
-                if not chunk:
-                    break
-                if left is not None:
-                    left -= len(chunk)
-                yield chunk
-        finally:
-            await asyncio.to_thread(handle.close)
+    def open(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        return file_chunks(self._path(key), start, end, CHUNK)
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self._path(key).is_file)
@@ -179,14 +187,190 @@ class LocalStore:
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
 
+    async def delete_prefix(self, prefix: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, self._path(prefix.rstrip("/")), True)
+
+
+@dataclass(frozen=True)
+class S3Config:
+    bucket: str
+    endpoint_url: str
+    region: str
+    access_key_id: str
+    secret_access_key: str = field(repr=False)  # never in a log line or a traceback
+    prefix: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> S3Config:
+        if not settings.s3_bucket:
+            raise StoreSettingsError(
+                "OKK_MEDIA_STORE=s3 needs a bucket: set OKK_S3_BUCKET (and OKK_S3_ENDPOINT_URL "
+                "for an S3-compatible service other than AWS)."
+            )
+        if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):
+            raise StoreSettingsError(
+                "Set both OKK_S3_ACCESS_KEY_ID and OKK_S3_SECRET_ACCESS_KEY, or neither "
+                "(then the AWS default credential chain is used)."
+            )
+        prefix = settings.s3_prefix.strip("/")
+        return cls(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key,
+            prefix=f"{prefix}/" if prefix else "",
+        )
+
+
+S3_PART = 16 * 1024 * 1024  # multipart upload above this size, in parts of this size
+S3_SPOOL = 8 * 1024 * 1024  # streamed saves (thumbnails) stay in memory up to this
+CONTENT_TYPES = {ext: kind for kind, ext in EXTENSIONS.items()}
+
+
+class S3Store:
+    """Objects in a bucket of an S3-compatible service (AWS S3, MinIO, R2, Ceph…) through
+    boto3, whose blocking calls run in threads. Objects are private; platforms pull them
+    through presigned GET URLs."""
+
+    def __init__(self, config: S3Config) -> None:
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        self.config = config
+        self.transfer = TransferConfig(
+            multipart_threshold=S3_PART, multipart_chunksize=S3_PART, max_concurrency=4
+        )
+        self.client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=config.endpoint_url or None,
+            region_name=config.region or None,
+            aws_access_key_id=config.access_key_id or None,
+            aws_secret_access_key=config.secret_access_key or None,
+            config=Config(
+                signature_version="s3v4",
+                retries={"mode": "standard"},
+                # Self-hosted services rarely have a DNS name per bucket.
+                s3={"addressing_style": "path" if config.endpoint_url else "auto"},
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.config!r})"
+
+    def _key(self, key: str) -> str:
+        return self.config.prefix + _checked(key)
+
+    def _extra(self, key: str) -> dict[str, str]:
+        return {"ContentType": CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream")}
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def signed_url(self, key: str, ttl: int) -> str | None:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.config.bucket, "Key": self._key(key)},
+            ExpiresIn=ttl,
+        )
+
+    async def save(self, key: str, chunks: AsyncIterable[bytes]) -> str:
+        with tempfile.SpooledTemporaryFile(S3_SPOOL) as spool:
+            async for chunk in chunks:
+                await asyncio.to_thread(spool.write, chunk)
+            spool.seek(0)
+            await asyncio.to_thread(
+                self.client.upload_fileobj,
+                spool,
+                self.config.bucket,
+                self._key(key),
+                ExtraArgs=self._extra(key),
+                Config=self.transfer,
+            )
+        return key
+
+    async def save_file(self, key: str, path: Path) -> str:
+        # Multipart above S3_PART, parts read from the file: memory stays bounded.
+        await asyncio.to_thread(
+            self.client.upload_file,
+            str(path),
+            self.config.bucket,
+            self._key(key),
+            ExtraArgs=self._extra(key),
+            Config=self.transfer,
+        )
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        return key
+
+    async def open(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        request = {"Bucket": self.config.bucket, "Key": self._key(key)}
+        if start or end is not None:
+            request["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            response = await asyncio.to_thread(self.client.get_object, **request)
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(key) from None
+        body = response["Body"]
+        try:
+            while chunk := await asyncio.to_thread(body.read, CHUNK):
+                yield chunk
+        finally:
+            await asyncio.to_thread(body.close)
+
+    async def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            await asyncio.to_thread(
+                self.client.head_object, Bucket=self.config.bucket, Key=self._key(key)
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    async def delete(self, key: str) -> None:
+        # S3 answers a delete of a missing key with success.
+        await asyncio.to_thread(
+            self.client.delete_object, Bucket=self.config.bucket, Key=self._key(key)
+        )
+
+    async def delete_prefix(self, prefix: str) -> None:
+        await asyncio.to_thread(self._delete_prefix, self._key(prefix.rstrip("/")) + "/")
+
+    def _delete_prefix(self, prefix: str) -> None:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.config.bucket, Prefix=prefix
+        )
+        for page in pages:  # at most 1000 keys a page: one DeleteObjects each
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(
+                    Bucket=self.config.bucket, Delete={"Objects": keys, "Quiet": True}
+                )
+
 
 @cache
 def _local_store(root: Path) -> LocalStore:
     return LocalStore(root)
 
 
+@cache
+def _s3_store(config: S3Config) -> S3Store:
+    return S3Store(config)
+
+
 def get_store(settings: Settings) -> MediaStore:
-    return _local_store(settings.data_dir / "media")
+    """The store the settings choose; StoreSettingsError when they cannot work."""
+    if settings.media_store == "local":
+        return _local_store(settings.data_dir / "media")
+    if settings.media_store == "s3":
+        return _s3_store(S3Config.of(settings))
+    raise StoreSettingsError(
+        f"OKK_MEDIA_STORE must be “local” or “s3”, not {settings.media_store!r}."
+    )
 
 
 def temp_dir(settings: Settings) -> Path:
@@ -754,18 +938,22 @@ def signed_url(
 
 
 def publish_item(media: Media, settings: Settings) -> MediaItem:
-    """What a publisher gets: a signed URL for platforms that pull, a local path (when
-    the store has one) for platforms we upload to in chunks."""
-    path = get_store(settings).local_path(media.storage_key)
+    """What a publisher gets: a short-lived URL for platforms that pull (the store's own
+    presigned URL when it has one, else ours), and a reader of byte ranges for platforms
+    we upload to in chunks (plus the local path when the store has one)."""
+    store = get_store(settings)
+    key, ttl = media.storage_key, settings.media_signed_url_ttl_s
+    path = store.local_path(key)
     return MediaItem(
         path=str(path) if path else "",
-        url=signed_url(media, settings),
+        url=store.signed_url(key, ttl) or signed_url(media, settings, ttl),
         content_type=media.content_type,
         bytes=media.bytes,
         sha256=media.sha256,
         width=media.width,
         height=media.height,
         duration_ms=media.duration_ms,
+        reader=None if path else partial(store.open, key),
     )
 
 

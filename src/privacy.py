@@ -291,23 +291,14 @@ async def _remove_data(user_id: int, settings: Settings) -> None:
     """Every row of the user except accounts and the user row, and every file."""
     source_ids = await _ids(ContentSource, ContentSource.user == user_id)
     await Post.delete().where(Post.user == user_id)  # targets and media links cascade
-    media_rows = await Media.select(Media.storage_key, Media.thumbnail_key).where(
-        Media.user == user_id
-    )
     await PostMedia.raw(
         'DELETE FROM post_media WHERE media IN (SELECT id FROM media WHERE "user" = {})',
         user_id,
     )
     await Media.delete().where(Media.user == user_id)
-    store = get_store(settings)
-    for row in media_rows:
-        for key in (row["storage_key"], row["thumbnail_key"]):
-            if key:
-                with contextlib.suppress(FileNotFoundError):
-                    await store.delete(key)
-    folder = store.local_path(f"u{user_id}")
-    if folder is not None and folder.is_dir():
-        shutil.rmtree(folder, ignore_errors=True)
+    # Every file of the person lives under u{id}/ (media_key): one sweep of the folder
+    # (or bucket prefix) removes them, and any a crash left behind without a row.
+    await get_store(settings).delete_prefix(f"u{user_id}/")
     await ContentSource.delete().where(ContentSource.user == user_id)  # sync runs cascade
     for source_id in source_ids:
         from src.content.sources import git_dir

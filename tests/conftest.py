@@ -85,6 +85,15 @@ def server(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
     app.stop()
 
 
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    """An S3-compatible server (moto, a real process) with a bucket for this run."""
+    from tests.s3 import S3Server
+
+    with S3Server.running(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
 @pytest.fixture
 def fresh_server(pg_admin: PostgresAdmin, tmp_path: Path):
     """Start an app on a database of its own (for first-user and config tests)."""

@@ -4,7 +4,6 @@ removal, purging of orphans, and memory that stays flat while a large upload str
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -24,7 +23,9 @@ from PIL import Image
 from src import media
 from src.config import Settings, load_settings
 from src.db.tables import Media, Post, PostMedia, User
+from tests.appserver import AppServer
 from tests.browser import Browser
+from tests.s3 import S3Server
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -115,14 +116,47 @@ def upload(browser: Browser, name: str, data, *, htmx: bool = False, csrf: bool 
     return browser.http.post("/media", files={"file": (name, data)}, headers=headers, timeout=60)
 
 
-def server_settings(server) -> Settings:
-    """The settings the app process runs with (same secret, data folder, public URL)."""
-    return dataclasses.replace(load_settings(), base_url=server.url)
+def server_settings(app: AppServer) -> Settings:
+    """The settings the app process runs with (secret, data folder, public URL, store)."""
+    return load_settings(env=app.env)
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def app(request: pytest.FixtureRequest, server: AppServer, tmp_path_factory):
+    """The app on each media store: the session's app (a local folder) and one storing
+    media in an S3 bucket, on the same database (without a worker: the session's runs
+    the jobs, so what the tests read through the database is the same either way)."""
+    if request.param == "local":
+        yield server
+        return
+    s3 = request.getfixturevalue("s3")
+    folder = tmp_path_factory.mktemp("s3-app")
+    on_s3 = AppServer(
+        database_url=os.environ["OKK_DATABASE_URL"],
+        data_dir=folder / "data",
+        log_dir=folder,
+        env={"OKK_ALLOWED_EMAILS": os.environ["OKK_ALLOWED_EMAILS"], **s3.env("media-tests")},
+        worker=False,
+    )
+    on_s3.s3 = s3  # type: ignore[attr-defined]
+    on_s3.start()
+    yield on_s3
+    on_s3.stop()
+
+
+def stored(app: AppServer, key: str) -> bytes | None:
+    """What the app's store holds under `key` (None: nothing), read directly: the file
+    in its data folder, or the object in its bucket."""
+    s3: S3Server | None = getattr(app, "s3", None)
+    if s3 is not None:
+        return s3.read(f"{app.env['OKK_S3_PREFIX']}/{key}")
+    path = Path(app.env["OKK_DATA_DIR"]) / "media" / key
+    return path.read_bytes() if path.is_file() else None
 
 
 @pytest.fixture(scope="module")
-def owner(server) -> Browser:
-    return signed_in(server.url)
+def owner(app) -> Browser:
+    return signed_in(app.url)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +184,7 @@ def test_jpeg_is_probed_thumbnailed_and_deduplicated(owner):
     assert again.status_code == 201 and again.json()["id"] == body["id"]
 
 
-async def test_png_and_what_lands_on_disk(owner):
+async def test_png_and_what_lands_in_the_store(app, owner):
     data = png()
     response = upload(owner, "diagram.png", data)
     assert response.status_code == 201, response.text
@@ -158,9 +192,9 @@ async def test_png_and_what_lands_on_disk(owner):
     assert (body["content_type"], body["width"], body["height"]) == ("image/png", 300, 200)
     row = await Media.objects().get(Media.id == body["id"])
     assert re.fullmatch(rf"u{row.user}/[0-9a-f]{{2}}/{row.sha256}\.png", row.storage_key)
-    root = Path(os.environ["OKK_DATA_DIR"]) / "media"
-    assert (root / row.storage_key).read_bytes() == data
-    assert (root / row.thumbnail_key).is_file()
+    assert stored(app, row.storage_key) == data
+    thumbnail = stored(app, row.thumbnail_key)
+    assert thumbnail is not None and Image.open(io.BytesIO(thumbnail)).format == "WEBP"
 
 
 async def test_mp4_is_probed(video):
@@ -263,23 +297,23 @@ def test_htmx_upload_answers_with_the_partial(owner):
     assert "data-upload-error" in refused.text and "not an image or a video" in refused.text
 
 
-async def test_upload_needs_the_csrf_header_and_a_session(owner, server):
+async def test_upload_needs_the_csrf_header_and_a_session(owner, app):
     before = await Media.count()
     assert upload(owner, "a.jpg", jpeg(), csrf=False).status_code == 403
-    anonymous = Browser(server.url)
+    anonymous = Browser(app.url)
     anonymous.token = anonymous.csrf_token()  # type: ignore[attr-defined]
     assert upload(anonymous, "a.jpg", jpeg()).status_code == 401
     assert await Media.count() == before
 
 
 # -- serving ----------------------------------------------------------------------------------
-def test_owner_gets_the_file_others_get_404(owner, server, video):
+def test_owner_gets_the_file_others_get_404(owner, app, video):
     mine = owner.get(f"/media/{video['id']}")
     assert mine.status_code == 200
     assert mine.headers["content-type"] == "video/mp4"
     assert int(mine.headers["content-length"]) == video["bytes"] == len(mine.content)
 
-    stranger = signed_in(server.url)
+    stranger = signed_in(app.url)
     for path in (f"/media/{video['id']}", f"/media/{video['id']}/thumbnail"):
         assert stranger.get(path).status_code == 404
     response = stranger.http.delete(
@@ -287,7 +321,7 @@ def test_owner_gets_the_file_others_get_404(owner, server, video):
     )
     assert response.status_code == 404
     assert owner.get(f"/media/{video['id']}").status_code == 200
-    assert anonymous_get(server.url, f"/media/{video['id']}").status_code == 401
+    assert anonymous_get(app.url, f"/media/{video['id']}").status_code == 401
 
 
 def anonymous_get(base: str, path: str, **kwargs) -> httpx.Response:
@@ -295,11 +329,11 @@ def anonymous_get(base: str, path: str, **kwargs) -> httpx.Response:
         return client.get(path, **kwargs)
 
 
-async def test_signed_urls_work_without_a_session_and_expire(server, video):
-    settings = server_settings(server)
+async def test_signed_urls_work_without_a_session_and_expire(app, video):
+    settings = server_settings(app)
     row = await Media.objects().get(Media.id == video["id"])
     url = media.signed_url(row, settings)
-    assert url.startswith(f"{server.url}/m/{row.id}?expires=")
+    assert url.startswith(f"{app.url}/m/{row.id}?expires=")
 
     with httpx.Client(timeout=20) as platform:  # no cookies: a platform pulling the file
         whole = platform.get(url)
@@ -328,7 +362,7 @@ async def test_signed_urls_work_without_a_session_and_expire(server, video):
         assert platform.get(tampered).status_code == 403
         other = url.replace(f"/m/{row.id}?", f"/m/{row.id + 1}?")
         assert platform.get(other).status_code == 403
-        assert platform.get(f"{server.url}/m/{row.id}").status_code == 403
+        assert platform.get(f"{app.url}/m/{row.id}").status_code == 403
 
 
 # -- removal and purging --------------------------------------------------------------------
@@ -340,18 +374,17 @@ async def _post_with(email: str, media_id: int, status: str) -> int:
     return post.id
 
 
-async def test_remove_deletes_unless_a_scheduled_post_uses_it(server):
-    browser = Browser(server.url)
+async def test_remove_deletes_unless_a_scheduled_post_uses_it(app):
+    browser = Browser(app.url)
     email = browser.signed_in_user()
     browser.token = browser.csrf_token()  # type: ignore[attr-defined]
     headers = {"x-csrftoken": browser.token}
-    root = Path(os.environ["OKK_DATA_DIR"]) / "media"
 
     loose = upload(browser, "loose.jpg", jpeg(120, 90)).json()
     row = await Media.objects().get(Media.id == loose["id"])
     assert browser.http.delete(f"/media/{loose['id']}", headers=headers).status_code == 200
     assert await Media.objects().get(Media.id == loose["id"]) is None
-    assert not (root / row.storage_key).exists() and not (root / row.thumbnail_key).exists()
+    assert stored(app, row.storage_key) is None and stored(app, row.thumbnail_key) is None
 
     used = upload(browser, "used.jpg", jpeg(121, 90)).json()
     await _post_with(email, used["id"], "scheduled")
@@ -372,12 +405,11 @@ async def age(media_ids: list[int], moment: datetime) -> None:
     await Media.raw("UPDATE media SET updated_at = {} WHERE id = ANY({})", moment, media_ids)
 
 
-async def test_purge_deletes_old_orphans_and_keeps_attached_and_recent(server):
-    browser = Browser(server.url)
+async def test_purge_deletes_old_orphans_and_keeps_attached_and_recent(app):
+    browser = Browser(app.url)
     email = browser.signed_in_user()
     browser.token = browser.csrf_token()  # type: ignore[attr-defined]
-    settings = server_settings(server)
-    root = settings.data_dir / "media"
+    settings = server_settings(app)
     ids = {
         label: upload(browser, f"{label}.jpg", jpeg(200 + n, 100)).json()["id"]
         for n, label in enumerate(("orphan", "attached", "recent"))
@@ -389,22 +421,22 @@ async def test_purge_deletes_old_orphans_and_keeps_attached_and_recent(server):
 
     assert await media.purge_orphans(settings, grace=timedelta(hours=24)) >= 1
     assert await Media.objects().get(Media.id == ids["orphan"]) is None
-    assert not (root / orphan.storage_key).exists()
-    assert not (root / orphan.thumbnail_key).exists()
+    assert stored(app, orphan.storage_key) is None
+    assert stored(app, orphan.thumbnail_key) is None
     assert await Media.objects().get(Media.id == ids["attached"]) is not None
     assert await Media.objects().get(Media.id == ids["recent"]) is not None
     assert browser.get(f"/media/{ids['attached']}").status_code == 200
 
 
-async def test_uploading_again_rescues_an_old_orphan_from_the_purge(server):
+async def test_uploading_again_rescues_an_old_orphan_from_the_purge(app):
     """Dedup touches the row: the same file uploaded again is not purged under the user."""
-    browser = signed_in(server.url)
+    browser = signed_in(app.url)
     data = jpeg(333, 111)
     first = upload(browser, "again.jpg", data).json()["id"]
     old = datetime.now(UTC) - timedelta(days=2)
     await age([first], old)
     assert upload(browser, "again.jpg", data).json()["id"] == first
-    await media.purge_orphans(server_settings(server), grace=timedelta(hours=24))
+    await media.purge_orphans(server_settings(app), grace=timedelta(hours=24))
     assert browser.get(f"/media/{first}").status_code == 200
 
 
@@ -435,13 +467,13 @@ def test_oversize_uploads_get_413(fresh_server):
     assert upload(browser, "small.jpg", jpeg(64, 64)).status_code == 201
 
 
-def test_a_100_mb_upload_streams_without_growing_the_server(server, owner, video, tmp_path):
+def test_a_100_mb_upload_streams_without_growing_the_server(app, owner, video, tmp_path):
     """A 100 MB video is received, hashed, written, probed and stored: the web process
     must not hold it in memory (bench/upload_memory.py does the same with 1 GB). `video`
     came first: the first probe of a process loads FFmpeg, a fixed cost measured apart."""
     path = tmp_path / "big.mp4"
     padded_mp4(path, 100 * 1024 * 1024)
-    process = psutil.Process(server.process.pid)
+    process = psutil.Process(app.process.pid)
     before = process.memory_info().rss
     started = time.monotonic()
     with path.open("rb") as handle:
@@ -453,6 +485,6 @@ def test_a_100_mb_upload_streams_without_growing_the_server(server, owner, video
     assert (body["bytes"], body["duration_ms"], body["width"]) == (100 * 1024 * 1024, 1000, 320)
     assert growth < 50 * 1024 * 1024, f"RSS grew by {growth / 1048576:.1f} MB"
     print(f"100 MB upload: {elapsed:.2f} s, server RSS +{growth / 1048576:.1f} MB")
-    incoming = Path(os.environ["OKK_DATA_DIR"]) / "media" / ".incoming"
+    incoming = Path(app.env["OKK_DATA_DIR"]) / "media" / ".incoming"
     assert list(incoming.iterdir()) == []  # the temp file became the stored one
     owner.http.delete(f"/media/{body['id']}", headers={"x-csrftoken": owner.token})

@@ -5,9 +5,14 @@ database. The accounts domain stores what they return (tokens encrypted)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+from src.filechunks import file_chunks
 
 
 def expires_at(seconds: Any) -> datetime | None:
@@ -123,10 +128,15 @@ class Publisher(Protocol):
 
 
 # -- publishing ---------------------------------------------------------------------------
+# A reader of bytes start..end (inclusive; None: to the end) of a stored file, in pieces.
+RangeReader = Callable[[int, int | None], AsyncIterator[bytes]]
+
+
 @dataclass
 class MediaItem:
-    """One attached file. Platforms that pull media get `url` (a short-lived signed URL
-    on OKK_BASE_URL); platforms we upload to read the bytes from `path` in chunks."""
+    """One attached file. Platforms that pull media get `url` (short-lived and signed);
+    platforms we upload to read its bytes through chunks(): from the media store's
+    `reader` when it has no local file (an S3 bucket), else from `path` on disk."""
 
     path: str
     url: str
@@ -136,10 +146,33 @@ class MediaItem:
     width: int | None = None
     height: int | None = None
     duration_ms: int | None = None
+    reader: RangeReader | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_video(self) -> bool:
         return self.content_type.startswith("video/")
+
+    @property
+    def readable(self) -> bool:
+        """Whether its bytes can be uploaded (not only pulled by URL)."""
+        return bool(self.path) or self.reader is not None
+
+    async def size(self) -> int:
+        """The real size: a local file's own (the declared one may be stale), else the
+        stored object's, recorded when it was stored."""
+        if self.reader is not None:
+            return self.bytes
+        return await asyncio.to_thread(os.path.getsize, self.path)
+
+    def chunks(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes start..end (inclusive; None: to the end), never the whole file at once."""
+        if self.reader is not None:
+            return self.reader(start, end)
+        return file_chunks(self.path, start, end)
+
+    async def read(self, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes start..end in one piece: for a bounded range (one upload segment)."""
+        return b"".join([chunk async for chunk in self.chunks(start, end)])
 
 
 @dataclass

@@ -8,8 +8,6 @@ shared HTTP client; authlib supplies the state, the verifier and the PKCE challe
 
 from __future__ import annotations
 
-import asyncio
-import os
 from typing import Any
 from urllib.parse import urlencode
 
@@ -289,11 +287,11 @@ class TikTokPublisher:
             progress["source"] = "PULL_FROM_URL"
             return f"{PUBLISH}/content/init/", _photo_body(request, post_info)
         item = request.media[0]
-        if request.options.get("upload_mode") == "pull" or not item.path:
+        if request.options.get("upload_mode") == "pull" or not item.readable:
             progress["source"] = "PULL_FROM_URL"
             source = {"source": "PULL_FROM_URL", "video_url": item.url}
         else:
-            size = await asyncio.to_thread(os.path.getsize, item.path)
+            size = await item.size()
             progress["source"] = "FILE_UPLOAD"
             progress["plan"] = tiktok_upload.chunk_plan(size)
             source = {"source": "FILE_UPLOAD", **progress["plan"]}
@@ -333,9 +331,7 @@ class TikTokPublisher:
     ) -> None:
         item = request.media[0]
         try:
-            await tiktok_upload.upload(
-                progress, item.path, item.content_type, checkpoint, self.timeout
-            )
+            await tiktok_upload.upload(progress, item, checkpoint, self.timeout)
         except tiktok_upload.UploadGone as gone:
             data = await self._status(request.tokens, progress["publish_id"])
             if data.get("status") != "PROCESSING_UPLOAD":  # TikTok had every byte already

@@ -1,22 +1,21 @@
 """TikTok FILE_UPLOAD per the Media Transfer Guide: the chunk plan sent with init, then
-sequential PUTs of each chunk to the upload_url with Content-Range, streamed from disk.
-The uploaded offset is checkpointed after every chunk, so a crash re-sends at most one
-chunk; TikTok's 416 answer tells where it really is. Contract: shared/platforms.md 3.4."""
+sequential PUTs of each chunk to the upload_url with Content-Range, streamed from the file
+(on disk, or ranged reads from the media store). The uploaded offset is checkpointed after
+every chunk, so a crash re-sends at most one chunk; TikTok's 416 answer tells where it
+really is. Contract: shared/platforms.md 3.4."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from src import http
-from src.publishers.base import PlatformError
+from src.publishers.base import MediaItem, PlatformError
 
 MIB = 1024 * 1024
 MIN_CHUNK = 5 * MIB  # chunks are 5-64 MB; a video under 5 MB goes whole
 CHUNK = 10 * MIB  # TikTok's own worked example; the last chunk takes the remainder
-READ_BYTES = MIB  # one read off the disk at a time
 CONFIRMED = re.compile(r"bytes (?:(\d+)-(\d+)|\*)/(\d+)")
 Checkpoint = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -42,8 +41,7 @@ def chunk_at(plan: dict[str, int], offset: int) -> tuple[int, int]:
 
 async def upload(
     progress: dict[str, Any],
-    path: str,
-    content_type: str,
+    item: MediaItem,
     checkpoint: Checkpoint,
     request_timeout_s: float,
 ) -> None:
@@ -54,9 +52,7 @@ async def upload(
     while progress.get("offset", 0) < size:
         offset = progress.get("offset", 0)
         first, last = chunk_at(plan, offset)
-        response = await _put(
-            progress["upload_url"], path, content_type, first, last, size, request_timeout_s
-        )
+        response = await _put(progress["upload_url"], item, first, last, size, request_timeout_s)
         if response.status_code in (201, 206):
             progress["offset"] = last + 1
         elif response.status_code == 416:  # TikTok holds another offset: continue from it
@@ -70,21 +66,20 @@ async def upload(
 
 async def _put(
     url: str,
-    path: str,
-    content_type: str,
+    item: MediaItem,
     first: int,
     last: int,
     size: int,
     request_timeout_s: float,
 ) -> http.Response:
     headers = {
-        "Content-Type": content_type,
+        "Content-Type": item.content_type,
         "Content-Length": str(last - first + 1),  # set, so the body is not sent chunked
         "Content-Range": f"bytes {first}-{last}/{size}",
     }  # no Authorization: the upload_url carries its own token
     try:
         return await http.client().put(
-            url, content=_read(path, first, last), headers=headers, timeout=request_timeout_s
+            url, content=_read(item, first, last), headers=headers, timeout=request_timeout_s
         )
     except http.HTTPError as error:
         what = "timed out" if isinstance(error, http.TimeoutException) else "failed"
@@ -95,22 +90,15 @@ async def _put(
         ) from error
 
 
-async def _read(path: str, first: int, last: int) -> AsyncIterator[bytes]:
-    """The bytes first..last of the file, 1 MiB at a time, read off the event loop."""
-    handle = await asyncio.to_thread(open, path, "rb")
-    try:
-        await asyncio.to_thread(handle.seek, first)
-        left = last - first + 1
-        while left > 0:
-            piece = await asyncio.to_thread(handle.read, min(READ_BYTES, left))
-            if not piece:
-                raise PlatformError(
-                    "permanent", "The video file got shorter while uploading.", code="file"
-                )
-            left -= len(piece)
-            yield piece
-    finally:
-        await asyncio.to_thread(handle.close)
+async def _read(item: MediaItem, first: int, last: int) -> AsyncIterator[bytes]:
+    """The bytes first..last, in pieces as the item reads them (a local file or a ranged
+    read from the media store), checked to be all there."""
+    left = last - first + 1
+    async for piece in item.chunks(first, last):
+        left -= len(piece)
+        yield piece
+    if left > 0:
+        raise PlatformError("permanent", "The video file got shorter while uploading.", code="file")
 
 
 def _confirmed(response: http.Response, offset: int) -> int:

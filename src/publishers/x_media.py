@@ -5,11 +5,8 @@ attempt resumes the upload instead of starting over. Contract: shared/platforms.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 from src.publishers.base import MediaItem, PlatformError
@@ -79,9 +76,9 @@ async def upload_all(
 async def _upload_one(
     api: Api, item: MediaItem, index: int, progress: dict[str, Any], checkpoint: Checkpoint
 ) -> dict[str, Any]:
-    size = await asyncio.to_thread(os.path.getsize, item.path)  # real size, not the declared
+    size = await item.size()
     if category(item) == "tweet_image" and size <= ONE_SHOT_MAX:
-        payload = await asyncio.to_thread(Path(item.path).read_bytes)
+        payload = await item.read()
         body = await api.call(
             "POST",
             "/2/media/upload",
@@ -95,7 +92,7 @@ async def _upload_one(
         upload = await _initialize(api, item, index, size)
         progress["upload"] = upload
         await checkpoint(progress)
-    await _append_from(api, item, upload, progress, checkpoint)
+    await _append_from(api, item, size, upload, progress, checkpoint)
     body = await api.call("POST", f"/2/media/upload/{upload['id']}/finalize")
     return body["data"]
 
@@ -120,13 +117,14 @@ async def _initialize(api: Api, item: MediaItem, index: int, size: int) -> dict[
 async def _append_from(
     api: Api,
     item: MediaItem,
+    size: int,
     upload: dict[str, Any],
     progress: dict[str, Any],
     checkpoint: Checkpoint,
 ) -> None:
     """Append the segments not yet acknowledged; the next index is checkpointed after each,
     so a crash re-sends at most one segment (X keeps the last copy of a segment index)."""
-    async for index, chunk in _segments(item.path, upload["segment"]):
+    async for index, chunk in _segments(item, size, upload["segment"]):
         await api.call(
             "POST",
             f"/2/media/upload/{upload['id']}/append",
@@ -137,18 +135,12 @@ async def _append_from(
         await checkpoint(progress)
 
 
-async def _segments(path: str, start: int) -> AsyncIterator[tuple[int, bytes]]:
-    """(index, bytes) of each 4 MiB segment from `start`, read off the event loop; one
-    segment in memory at a time."""
-    handle = await asyncio.to_thread(open, path, "rb")
-    try:
-        await asyncio.to_thread(handle.seek, start * SEGMENT_BYTES)
-        index = start
-        while chunk := await asyncio.to_thread(handle.read, SEGMENT_BYTES):
-            yield index, chunk
-            index += 1
-    finally:
-        await asyncio.to_thread(handle.close)
+async def _segments(item: MediaItem, size: int, start: int) -> AsyncIterator[tuple[int, bytes]]:
+    """(index, bytes) of each 4 MiB segment from `start`, read through the item (a local
+    file or a ranged read from the media store); one segment in memory at a time."""
+    for index in range(start, -(-size // SEGMENT_BYTES)):
+        first = index * SEGMENT_BYTES
+        yield index, await item.read(first, min(first + SEGMENT_BYTES, size) - 1)
 
 
 # -- processing --------------------------------------------------------------------------
