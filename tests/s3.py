@@ -4,6 +4,7 @@ it. Checks read the bucket with boto3 directly, not through the app's store."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import boto3
 import httpx
 from botocore.config import Config
 
+from tests.appserver import AppServer
 from tests.servers import free_port
 
 ACCESS_KEY = "okk-test-access"
@@ -82,6 +84,21 @@ class S3Server:
             Bucket=self.bucket, Prefix=prefix
         )
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def app_on_s3(s3: S3Server, folder: Path, prefix: str, **env: str) -> AppServer:
+    """An app process (no worker) on the tests' database, storing media under `prefix`
+    in the bucket; `app.s3` is the server. Started: stop() it."""
+    app = AppServer(
+        database_url=os.environ["OKK_DATABASE_URL"],
+        data_dir=folder / "data",
+        log_dir=folder,
+        env={"OKK_ALLOWED_EMAILS": os.environ["OKK_ALLOWED_EMAILS"], **s3.env(prefix), **env},
+        worker=False,
+    )
+    app.s3 = s3  # type: ignore[attr-defined]
+    app.start()
+    return app
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:

@@ -25,7 +25,7 @@ from src.config import Settings, load_settings
 from src.db.tables import Media, Post, PostMedia, User
 from tests.appserver import AppServer
 from tests.browser import Browser
-from tests.s3 import S3Server
+from tests.s3 import S3Server, app_on_s3
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -129,17 +129,7 @@ def app(request: pytest.FixtureRequest, server: AppServer, tmp_path_factory):
     if request.param == "local":
         yield server
         return
-    s3 = request.getfixturevalue("s3")
-    folder = tmp_path_factory.mktemp("s3-app")
-    on_s3 = AppServer(
-        database_url=os.environ["OKK_DATABASE_URL"],
-        data_dir=folder / "data",
-        log_dir=folder,
-        env={"OKK_ALLOWED_EMAILS": os.environ["OKK_ALLOWED_EMAILS"], **s3.env("media-tests")},
-        worker=False,
-    )
-    on_s3.s3 = s3  # type: ignore[attr-defined]
-    on_s3.start()
+    on_s3 = app_on_s3(request.getfixturevalue("s3"), tmp_path_factory.mktemp("s3"), "media-tests")
     yield on_s3
     on_s3.stop()
 
