@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import secrets
 import socket
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,7 @@ from src.db.tables import WorkerHeartbeat
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_S = 5.0
+SYNC_TIMEOUT_S = 1800
 WORKER_STOP_TIMEOUT_S = 10.0
 
 
@@ -67,6 +70,18 @@ async def sync_content(ctx: dict[str, Any], *, source_id: int, trigger: str = "m
 
     result = await sync_source(source_id, ctx["settings"], trigger=trigger)
     return {"status": result.status, "commit": result.commit, **result.counts}
+
+
+async def enqueue_sync(queue: Queue, source_id: int, trigger: str, key: str = "") -> None:
+    """Queue a sync of one source (Sync now, webhooks, the folder watcher)."""
+    await queue.enqueue(
+        "sync_content",
+        source_id=source_id,
+        trigger=trigger,
+        key=key or f"content-sync:{source_id}:{secrets.token_hex(6)}",
+        timeout=SYNC_TIMEOUT_S,
+        retries=3,  # idempotent; SAQ's Redis sweep can abort a job being picked up
+    )
 
 
 async def poll_content(ctx: dict[str, Any]) -> int:
@@ -172,6 +187,7 @@ def make_worker(settings: Settings, queue: Queue) -> Worker:
             asyncio.create_task(publishing.dispatch_loop(settings, me))
             for _ in range(settings.publish_loops)
         ]
+        ctx["background"] += _watchers(settings, queue)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         for task in ctx.get("background", []):
@@ -189,6 +205,16 @@ def make_worker(settings: Settings, queue: Queue) -> Worker:
         shutdown=[shutdown],
         shutdown_grace_period_s=settings.worker_shutdown_grace_s,
     )
+
+
+def _watchers(settings: Settings, queue: Queue) -> list[asyncio.Task]:
+    """The local content folder watcher, in development (see src/content/watch.py)."""
+    from src.content import watch
+
+    if not watch.enabled(settings):
+        return []
+    watcher = watch.FolderWatcher(functools.partial(enqueue_sync, queue))
+    return [asyncio.create_task(watcher.run())]
 
 
 class BackgroundWorker:

@@ -93,6 +93,7 @@ class AppServer:
             "OKK_PORT": str(self.port),
             "OKK_SANDBOX": "1",
             "OKK_HTTP_TIMEOUT_S": "5",
+            "OKK_CONTENT_WATCH": "false",  # tests sync explicitly (test_content_watch: on)
             **(env or {}),
         }
         self.process: subprocess.Popen | None = None

@@ -230,3 +230,12 @@ async def due_for_poll(now: datetime | None = None) -> list[ContentSource]:
         if s.last_synced_at is None
         or s.last_synced_at + timedelta(seconds=s.poll_interval_s) <= now
     ]
+
+
+async def local_folders() -> dict[int, Path]:
+    """Every enabled local-folder source and the folder its posts are read from (what the
+    watcher watches)."""
+    rows = await ContentSource.select(
+        ContentSource.id, ContentSource.url, ContentSource.subpath
+    ).where((ContentSource.kind == "local") & ContentSource.enabled.eq(True))
+    return {row["id"]: Path(row["url"], row["subpath"]) for row in rows}

@@ -15,6 +15,7 @@ from litestar.params import Body, FromPath
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
 
+from src import jobs
 from src.config import ROOT
 from src.content import hooks, service
 from src.db.tables import ContentSource
@@ -22,19 +23,11 @@ from src.web import current_user, render, signed_in
 
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 SCHEMA_PATH = ROOT / "src" / "content" / "schema.json"
-SYNC_TIMEOUT_S = 1800
 HOOK_MAX_BYTES = 25 * 1024 * 1024  # GitHub's largest push payload
 
 
 async def enqueue_sync(request: Request, source_id: int, trigger: str, key: str = "") -> None:
-    await request.app.state.queue.enqueue(
-        "sync_content",
-        source_id=source_id,
-        trigger=trigger,
-        key=key or f"content-sync:{source_id}:{secrets.token_hex(6)}",
-        timeout=SYNC_TIMEOUT_S,
-        retries=3,  # idempotent; SAQ's Redis sweep can abort a job being picked up
-    )
+    await jobs.enqueue_sync(request.app.state.queue, source_id, trigger, key)
 
 
 async def _cards(user_id: int) -> list[dict[str, Any]]:
