@@ -213,7 +213,7 @@ def _watchers(settings: Settings, queue: Queue) -> list[asyncio.Task]:
 
     if not watch.enabled(settings):
         return []
-    watcher = watch.FolderWatcher(functools.partial(enqueue_sync, queue))
+    watcher = watch.FolderWatcher(functools.partial(enqueue_sync, queue), settings.data_dir)
     return [asyncio.create_task(watcher.run())]
 
 

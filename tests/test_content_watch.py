@@ -30,16 +30,22 @@ from tests.test_content_sync import make_user
 pytestmark = pytest.mark.usefixtures("db")
 
 
-@pytest.fixture
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AppServer]:
-    """An app on the shared test database, the watcher on (or as parametrized)."""
+def start_app(watch: str, log_dir: Path) -> AppServer:
+    """An app on the shared test database and data folder."""
     app = AppServer(
         database_url=os.environ["OKK_DATABASE_URL"],
         data_dir=Path(os.environ["OKK_DATA_DIR"]),
-        log_dir=tmp_path,
-        env={"OKK_CONTENT_WATCH": getattr(request, "param", "true")},
+        log_dir=log_dir,
+        env={"OKK_CONTENT_WATCH": watch},
     )
     app.start()
+    return app
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AppServer]:
+    """The app with the watcher on (or as parametrized)."""
+    app = start_app(getattr(request, "param", "true"), tmp_path)
     yield app
     app.stop()
 
@@ -66,6 +72,10 @@ async def watching(app: AppServer, source: ContentSource) -> None:
     """The server's log says the watcher has taken this source's folder on."""
     line = re.compile(rf"watching content folders: .*source {source.id} {re.escape(source.url)}")
     await until(lambda: asyncio.to_thread(lambda: line.search(app.log_path.read_text())), "watch")
+
+
+async def logged(app: AppServer, text: str) -> bool:
+    return text in await asyncio.to_thread(app.log_path.read_text)
 
 
 async def runs(source_id: int) -> list[SyncRun]:
@@ -205,6 +215,25 @@ async def test_a_vanished_folder_is_reported_once_and_the_others_stay_watched(ap
     assert app.process.poll() is None
     log = app.log_path.read_text()
     assert log.count(f"content source {doomed.id}: folder") == 1
+
+
+async def test_one_process_watches_and_another_takes_over_when_it_stops(app, tmp_path):
+    second = start_app("true", tmp_path)
+    try:
+        user = await make_user()
+        source = await local_source(user, tmp_path / "content")
+        await watching(app, source)
+        await until(lambda: logged(second, "watched by another process"), "the second app")
+        assert f"source {source.id} " not in second.log_path.read_text()
+
+        app.stop()  # Ctrl-C: the second app's watcher takes the folders over
+        await watching(second, source)
+        (tmp_path / "content" / "t.yaml").write_text(post_yaml("t", text="Taken over"))
+        await until(lambda: _state_is(source.id, "t", ("Taken over", ["scheduled"])), "sync")
+        (run,) = await finished_runs(source.id, 1)
+        assert run.trigger == "watch"
+    finally:
+        second.stop()
 
 
 @pytest.mark.parametrize("app", ["false"], indirect=True)

@@ -8,10 +8,12 @@ worker`), the side that owns background jobs, so `make run` watches exactly once
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import IO
 
 from watchfiles import awatch
 
@@ -58,9 +60,12 @@ def sources_of(path: str, folders: dict[int, Path]) -> set[int]:
 class FolderWatcher:
     """Watches every enabled local-folder source until cancelled."""
 
-    def __init__(self, enqueue: Enqueue) -> None:
+    def __init__(self, enqueue: Enqueue, data_dir: Path) -> None:
         self.enqueue = enqueue
         self.missing: set[Path] = set()  # folders already reported missing
+        self.lock_path = Path(data_dir) / "content-watch.lock"
+        self.lock: IO[bytes] | None = None  # held while this process is the watcher
+        self.waiting = False  # "another process watches" was logged
 
     async def run(self) -> None:
         while True:
@@ -70,9 +75,30 @@ class FolderWatcher:
                 log.warning("content folder watcher failed; retrying", exc_info=True)
                 await asyncio.sleep(RESCAN_MS / 1000)
 
+    def claimed(self) -> bool:
+        """One watcher per data folder (a second worker on the machine would enqueue every
+        sync twice): a lock file the operating system releases when its holder dies, so
+        another process takes over within RESCAN_MS."""
+        if self.lock is None:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            lock = self.lock_path.open("ab")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                if not self.waiting:
+                    log.info("content folders are watched by another process")
+                self.waiting = True
+                return False
+            self.lock = lock
+        return True
+
     async def folders(self) -> dict[int, Path]:
-        """The sources' folders that exist; a missing one is logged once."""
-        found = {}
+        """The sources' folders that exist (none unless this process is the watcher); a
+        missing one is logged once."""
+        found: dict[int, Path] = {}
+        if not self.claimed():
+            return found
         for source_id, root in (await service.local_folders()).items():
             if root.is_dir():
                 found[source_id] = root.resolve()
