@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import re
 import secrets
@@ -17,7 +18,7 @@ import tempfile
 import time
 import unicodedata
 import warnings
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache, partial
@@ -32,6 +33,8 @@ from src.filechunks import file_chunks
 from src.publishers.base import MediaItem
 from src.security import check_signature, signed_query
 
+log = logging.getLogger(__name__)
+
 CHUNK = 256 * 1024  # read size when serving
 FLUSH_AT = 1024 * 1024  # uploads are written (and hashed) in a thread per megabyte
 SNIFF_BYTES = 64  # enough for every magic number we recognise
@@ -45,6 +48,7 @@ EMPTY = "The file is empty."
 NOT_MEDIA = "This file is not an image or a video we can read."
 VIDEO_DAMAGED = "The video is truncated or damaged."
 IMAGE_DAMAGED = "The image is truncated or damaged."
+UNAVAILABLE = "The media storage cannot be reached right now: please try again in a moment."
 
 IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 EXTENSIONS = {
@@ -89,6 +93,12 @@ class InUse(MediaError):
 
 class RangeNotSatisfiable(MediaError):
     status = 416
+
+
+class StoreUnavailable(MediaError):
+    """The object store failed or cannot be reached (logged; nothing is half-kept)."""
+
+    status = 503
 
 
 # -- storage ------------------------------------------------------------------------------
@@ -228,6 +238,20 @@ S3_SPOOL = 8 * 1024 * 1024  # streamed saves (thumbnails) stay in memory up to t
 CONTENT_TYPES = {ext: kind for kind, ext in EXTENSIONS.items()}
 
 
+@contextlib.contextmanager
+def _s3_errors(action: str, key: str) -> Iterator[None]:
+    """Client and network failures of the bucket become StoreUnavailable, logged with the
+    service's own message (which never holds the secret key)."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError, Boto3Error) as error:
+        log.warning("media store: %s %s failed: %s", action, key, error)
+        raise StoreUnavailable(UNAVAILABLE) from error
+
+
 class S3Store:
     """Objects in a bucket of an S3-compatible service (AWS S3, MinIO, R2, Ceph…) through
     boto3, whose blocking calls run in threads. Objects are private; platforms pull them
@@ -251,6 +275,7 @@ class S3Store:
             config=Config(
                 signature_version="s3v4",
                 retries={"mode": "standard"},
+                max_pool_connections=50,  # one per concurrent stream (serving, uploads)
                 # Self-hosted services rarely have a DNS name per bucket.
                 s3={"addressing_style": "path" if config.endpoint_url else "auto"},
             ),
@@ -280,26 +305,28 @@ class S3Store:
             async for chunk in chunks:
                 await asyncio.to_thread(spool.write, chunk)
             spool.seek(0)
+            with _s3_errors("save", key):
+                await asyncio.to_thread(
+                    self.client.upload_fileobj,
+                    spool,
+                    self.config.bucket,
+                    self._key(key),
+                    ExtraArgs=self._extra(key),
+                    Config=self.transfer,
+                )
+        return key
+
+    async def save_file(self, key: str, path: Path) -> str:
+        # Multipart above S3_PART, parts read from the file: memory stays bounded.
+        with _s3_errors("save", key):
             await asyncio.to_thread(
-                self.client.upload_fileobj,
-                spool,
+                self.client.upload_file,
+                str(path),
                 self.config.bucket,
                 self._key(key),
                 ExtraArgs=self._extra(key),
                 Config=self.transfer,
             )
-        return key
-
-    async def save_file(self, key: str, path: Path) -> str:
-        # Multipart above S3_PART, parts read from the file: memory stays bounded.
-        await asyncio.to_thread(
-            self.client.upload_file,
-            str(path),
-            self.config.bucket,
-            self._key(key),
-            ExtraArgs=self._extra(key),
-            Config=self.transfer,
-        )
         await asyncio.to_thread(path.unlink, missing_ok=True)
         return key
 
@@ -307,38 +334,42 @@ class S3Store:
         request = {"Bucket": self.config.bucket, "Key": self._key(key)}
         if start or end is not None:
             request["Range"] = f"bytes={start}-{'' if end is None else end}"
-        try:
-            response = await asyncio.to_thread(self.client.get_object, **request)
-        except self.client.exceptions.NoSuchKey:
-            raise FileNotFoundError(key) from None
-        body = response["Body"]
-        try:
-            while chunk := await asyncio.to_thread(body.read, CHUNK):
-                yield chunk
-        finally:
-            await asyncio.to_thread(body.close)
+        with _s3_errors("read", key):
+            try:
+                response = await asyncio.to_thread(self.client.get_object, **request)
+            except self.client.exceptions.NoSuchKey:
+                raise FileNotFoundError(key) from None
+            body = response["Body"]
+            try:
+                while chunk := await asyncio.to_thread(body.read, CHUNK):
+                    yield chunk
+            finally:
+                await asyncio.to_thread(body.close)
 
     async def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
 
-        try:
-            await asyncio.to_thread(
-                self.client.head_object, Bucket=self.config.bucket, Key=self._key(key)
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        with _s3_errors("check", key):
+            try:
+                await asyncio.to_thread(
+                    self.client.head_object, Bucket=self.config.bucket, Key=self._key(key)
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("404", "NotFound"):
+                    return False
+                raise
         return True
 
     async def delete(self, key: str) -> None:
         # S3 answers a delete of a missing key with success.
-        await asyncio.to_thread(
-            self.client.delete_object, Bucket=self.config.bucket, Key=self._key(key)
-        )
+        with _s3_errors("delete", key):
+            await asyncio.to_thread(
+                self.client.delete_object, Bucket=self.config.bucket, Key=self._key(key)
+            )
 
     async def delete_prefix(self, prefix: str) -> None:
-        await asyncio.to_thread(self._delete_prefix, self._key(prefix.rstrip("/")) + "/")
+        with _s3_errors("delete", prefix):
+            await asyncio.to_thread(self._delete_prefix, self._key(prefix.rstrip("/")) + "/")
 
     def _delete_prefix(self, prefix: str) -> None:
         pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -346,10 +377,15 @@ class S3Store:
         )
         for page in pages:  # at most 1000 keys a page: one DeleteObjects each
             keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-            if keys:
-                self.client.delete_objects(
-                    Bucket=self.config.bucket, Delete={"Objects": keys, "Quiet": True}
-                )
+            if not keys:
+                continue
+            answer = self.client.delete_objects(
+                Bucket=self.config.bucket, Delete={"Objects": keys, "Quiet": True}
+            )
+            if answer.get("Errors"):  # refused one by one, not as an error of the call
+                first = answer["Errors"][0]
+                log.warning("media store: delete %s failed: %s", first["Key"], first["Message"])
+                raise StoreUnavailable(UNAVAILABLE)
 
 
 @cache

@@ -14,6 +14,7 @@ from litestar.exceptions import (
     InternalServerException,
     NotFoundException,
     PermissionDeniedException,
+    ServiceUnavailableException,
 )
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.csrf import CSRFMiddleware
@@ -88,11 +89,19 @@ async def _owned(request: Request, media_id: int) -> Media:
         raise NotFoundException("No such media.") from None
 
 
+async def _exists(store: media.MediaStore, key: str) -> bool:
+    """Whether the store has the file; a store that cannot answer is a 503, not a 500."""
+    try:
+        return await store.exists(key)
+    except media.StoreUnavailable as error:
+        raise ServiceUnavailableException(error.message) from None
+
+
 async def _send(request: Request, item: Media, cache: str) -> Response:
     """The file with its real type and length; one byte range on request (video seeking,
     platforms fetching in parts)."""
     store = media.get_store(request.app.state.settings)
-    if not await store.exists(item.storage_key):
+    if not await _exists(store, item.storage_key):
         raise NotFoundException("The file of this media is missing.")
     size = item.bytes
     etag = f'"{item.sha256}"'
@@ -157,7 +166,7 @@ class MediaController(Controller):
     async def thumbnail(self, request: Request, media_id: FromPath[int]) -> Response:
         item = await _owned(request, media_id)
         store = media.get_store(request.app.state.settings)
-        if not item.thumbnail_key or not await store.exists(item.thumbnail_key):
+        if not item.thumbnail_key or not await _exists(store, item.thumbnail_key):
             raise NotFoundException("This media has no thumbnail.")
         data = b"".join([chunk async for chunk in store.open(item.thumbnail_key)])
         headers = {"cache-control": OWNER_CACHE, "x-content-type-options": "nosniff"}
