@@ -1,8 +1,10 @@
 """What only the S3-compatible store does, against moto's server over HTTP: platforms pull
 through presigned URLs served by the bucket, a person's deletion empties their prefix,
-exports (streamed and built by the worker) carry the objects' bytes, bad settings stop
-the app at startup, and the secret key never reaches a log. The flows both stores share
-run on each in test_media.py and test_publishing_everywhere.py."""
+exports (streamed and built by the worker) carry the objects' bytes, content repositories'
+media lands in the bucket, bad settings stop the app at startup, and the secret key never
+reaches a log. The flows both stores share run on each in test_media.py and
+test_publishing_everywhere.py; chunked uploads from the bucket in
+publishers/test_uploads_from_s3.py."""
 
 from __future__ import annotations
 
@@ -19,11 +21,15 @@ import pytest
 
 from src import media
 from src.config import load_settings
+from src.content import service
+from src.content.sync import sync_source
 from src.db.tables import Media
 from tests.appserver import ROOT, AppServer
 from tests.browser import Browser
+from tests.content_helpers import Repo, post_yaml, unique
 from tests.media_samples import jpeg_bytes
 from tests.s3 import SECRET_KEY, S3Server, app_on_s3
+from tests.test_content_sync import make_user
 from tests.test_privacy_export_job import person, wait_for_link
 
 pytestmark = pytest.mark.usefixtures("db")
@@ -99,6 +105,27 @@ def test_the_worker_builds_a_large_export_from_the_bucket(fresh_server, s3):
     assert archive.read(name) == picture
     assert s3.keys("export-job/")  # the media went to the bucket, none to the data folder
     assert not [p for p in (Path(app.env["OKK_DATA_DIR"]) / "media").rglob("*") if p.is_file()]
+
+
+async def test_content_repository_media_is_copied_into_the_bucket(s3, tmp_path):
+    """GitOps: a picture a post file names is stored in the bucket at sync time."""
+    settings = load_settings(env={**os.environ, **s3.env("content")})
+    user = await make_user()
+    repo = Repo(tmp_path)
+    picture = jpeg_bytes(500, 300)
+    repo.write("img/a.jpg", picture)
+    repo.write("posts/one.yaml", post_yaml("one", extra="media: ../img/a.jpg\n"))
+    repo.commit()
+    source = await service.add_git(
+        user, settings, name=unique("repo"), url=repo.url, branch="main", subpath=""
+    )
+
+    result = await sync_source(source.id, settings)
+
+    assert not [p for p in result.problems if p.severity == "error"]
+    (row,) = await Media.objects().where(Media.user == user.id)
+    assert s3.read(f"content/{row.storage_key}") == picture
+    assert media.publish_item(row, settings).url.startswith(f"{s3.url}/{s3.bucket}/content/")
 
 
 @pytest.mark.parametrize(
