@@ -24,7 +24,7 @@ from src.content.watch import QUIET_MS, RESCAN_MS, sources_of
 from src.db.tables import ContentSource, Post, PostTarget, SyncRun, User
 from src.jobs import enqueue_sync, make_queue
 from tests.appserver import AppServer
-from tests.content_helpers import post_yaml, unique
+from tests.content_helpers import post_yaml, run_git, unique
 from tests.test_content_sync import make_user
 
 pytestmark = pytest.mark.usefixtures("db")
@@ -154,23 +154,39 @@ async def _state_is(source_id: int, item: str, state: tuple[str, list[str]]) -> 
     return (await post_states(source_id)).get(item) == state
 
 
-async def test_a_burst_of_200_files_makes_a_few_syncs(app, tmp_path):
+async def test_a_git_checkout_of_200_files_makes_a_few_syncs(app, tmp_path):
+    """The folder is a git work tree: switching branches writes (or removes) 200 post
+    files at once, and git's own churn in .git is no change."""
     user = await make_user()
     folder = tmp_path / "content"
+    folder.mkdir()
+    run_git("init", "--quiet", "--initial-branch=main", ".", cwd=folder)
+    run_git("commit", "--quiet", "--allow-empty", "-m", "empty", cwd=folder)
+    run_git("checkout", "--quiet", "-b", "campaign", cwd=folder)
+    for index in range(200):
+        (folder / f"post-{index:03}.yaml").write_text(post_yaml(f"p{index}", text=f"Post {index}"))
+    run_git("add", "--all", cwd=folder)
+    run_git("commit", "--quiet", "-m", "campaign", cwd=folder)
+    run_git("checkout", "--quiet", "main", cwd=folder)
     source = await local_source(user, folder)
     await watching(app, source)
 
-    for index in range(200):  # like a git checkout
-        (folder / f"post-{index:03}.yaml").write_text(post_yaml(f"p{index}", text=f"Post {index}"))
-
-    async def all_scheduled() -> bool:
+    async def all_are(status: str) -> bool:
         states = await post_states(source.id)
-        return len(states) == 200 and all(s == ["scheduled"] for _, s in states.values())
+        return len(states) == 200 and all(s == [status] for _, s in states.values())
 
-    await until(all_scheduled, "200 posts", timeout=120)
+    run_git("checkout", "--quiet", "campaign", cwd=folder)
+    await until(lambda: all_are("scheduled"), "200 posts", timeout=120)
     done = await finished_runs(source.id, 1)
-    assert 1 <= len(done) <= 3, [(r.trigger, r.created) for r in done]
+    assert len(done) <= 3, [(r.trigger, r.created) for r in done]
     assert sum(r.created for r in done) == 200
+
+    run_git("checkout", "--quiet", "main", cwd=folder)
+    await until(lambda: all_are("cancelled"), "200 cancelled", timeout=120)
+    more = (await finished_runs(source.id, len(done) + 1))[len(done) :]
+    assert len(more) <= 3, [(r.trigger, r.cancelled) for r in more]
+    assert sum(r.cancelled for r in more) == 200
+    print(f"git checkout of 200 files: {len(done)} + {len(more)} sync runs")
 
 
 async def test_a_broken_file_is_reported_and_the_other_posts_keep_their_state(app, tmp_path):

@@ -68,12 +68,16 @@ class FolderWatcher:
         self.waiting = False  # "another process watches" was logged
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.watch(await self.folders())
-            except Exception:  # the database restarting, a folder vanishing as we start
-                log.warning("content folder watcher failed; retrying", exc_info=True)
-                await asyncio.sleep(RESCAN_MS / 1000)
+        try:
+            while True:
+                try:
+                    await self.watch(await self.folders())
+                except Exception:  # the database restarting, a folder vanishing as we start
+                    log.warning("content folder watcher failed; retrying", exc_info=True)
+                    await asyncio.sleep(RESCAN_MS / 1000)
+        finally:  # cancelled: a standing-by process may take over at once
+            if self.lock is not None:
+                self.lock.close()
 
     def claimed(self) -> bool:
         """One watcher per data folder (a second worker on the machine would enqueue every
