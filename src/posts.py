@@ -146,11 +146,17 @@ def account_meta(account: Account) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-async def source_posts(source_id: int) -> list[dict[str, Any]]:
-    """The posts a content source made (for its sync): id, item id, hash, path, status."""
+async def source_posts(
+    source_id: int, *, item_ids: list[str] | None = None, paths: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The posts a content source made (for its sync): id, item id, hash, path, status.
+    With `item_ids` or `paths`: only those with one of the ids or at one of the paths."""
+    where = Post.content_source == source_id
+    if item_ids is not None or paths is not None:  # ('' is neither: is_in needs a value)
+        where &= Post.source_item_id.is_in(item_ids or [""]) | Post.source_path.is_in(paths or [""])
     return await Post.select(
         Post.id, Post.source_item_id, Post.content_hash, Post.source_path, Post.status
-    ).where(Post.content_source == source_id)
+    ).where(where)
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -167,15 +173,26 @@ async def _validate(user_id: int, spec: PostSpec, now: datetime) -> dict[int, Ac
 
 
 def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    return "{}" if value == {} else json.dumps(value, sort_keys=True, default=str)
+
+
+def _metas(accounts: dict[int, Account]) -> dict[int, tuple[dict[str, Any], str]]:
+    """Each account's meta and its key (what the rules read of the account)."""
+    return {a.id: (meta, _key(meta)) for a in accounts.values() for meta in [account_meta(a)]}
 
 
 def _refusals(
-    spec: PostSpec, accounts: dict[int, Account], media: list[Media], now: datetime
+    spec: PostSpec,
+    accounts: dict[int, Account],
+    media: list[Media],
+    now: datetime,
+    metas: dict[int, tuple[dict[str, Any], str]] | None = None,
 ) -> list[rules.Problem]:
-    """The errors that refuse `spec`, given the user's accounts and the post's media."""
+    """The errors that refuse `spec`, given the user's accounts (and their `_metas`, when
+    many posts are checked) and the post's media."""
     problems: list[rules.Problem] = []
     checked: dict[tuple, list[rules.Problem]] = {}
+    metas = metas if metas is not None else _metas(accounts)
     if not spec.targets:
         problems.append(rules.Problem("", "accounts", "Choose at least one account.", "error"))
     facts = [media_facts(m) for m in media]
@@ -196,9 +213,9 @@ def _refusals(
                 )
             )
         text = spec.text if target.text is None else target.text
-        meta = account_meta(account)
+        meta, meta_key = metas[account.id]
         # Accounts of one platform with the same text and options are checked once.
-        key = (account.platform, text, _key(target.options), _key(meta))
+        key = (account.platform, text, _key(target.options), meta_key)
         if key not in checked:
             checked[key] = rules.check(account.platform, text, facts, target.options, meta)
         problems += checked[key]
@@ -287,11 +304,12 @@ async def schedule_many(
     owned = await Media.objects().where((Media.user == user_id) & Media.id.is_in(media_ids or [0]))
     media = {m.id: m for m in owned}
     refused: dict[int, PostRefused] = {}
+    metas = _metas(accounts)
     for index, spec in enumerate(specs):
         if any(m not in media for m in spec.media_ids):
             missing = rules.Problem("", "media", "A media file is missing.", "error")
             refused[index] = PostRefused([missing])
-        elif errors := _refusals(spec, accounts, [media[m] for m in spec.media_ids], now):
+        elif errors := _refusals(spec, accounts, [media[m] for m in spec.media_ids], now, metas):
             refused[index] = PostRefused(errors)
     if refused:
         raise BatchRefused(refused)
@@ -306,23 +324,23 @@ async def schedule_many(
         )
         ids = [row["id"] for row in rows]
         for post_id, spec in zip(ids, specs, strict=True):
-            columns = _post_columns(user_id, spec, now)
+            fields = _post_fields(user_id, spec, now)
             statuses = [_target_status(spec, accounts[t.account_id]) for t in spec.targets]
-            publish_at = columns[Post.publish_at]
+            publish_at = fields["publish_at"]
             for values, value in zip(
                 posts_columns,
                 (
                     post_id,
-                    columns[Post.text],
+                    fields["text"],
                     publish_at,
-                    columns[Post.timezone],
+                    fields["timezone"],
                     post_status(statuses),
-                    columns.get(Post.source, "composer"),
-                    columns.get(Post.content_source),
-                    columns.get(Post.source_path, ""),
-                    columns.get(Post.source_item_id),
-                    columns.get(Post.source_commit, ""),
-                    columns.get(Post.content_hash, ""),
+                    fields.get("source", "composer"),
+                    fields.get("content_source"),
+                    fields.get("source_path", ""),
+                    fields.get("source_item_id"),
+                    fields.get("source_commit", ""),
+                    fields.get("content_hash", ""),
                 ),
                 strict=True,
             ):
@@ -503,27 +521,34 @@ async def detach(user_id: int, post_id: int) -> Post:
 
 # -- helpers ------------------------------------------------------------------------------
 def _post_columns(user_id: int, spec: PostSpec, now: datetime) -> dict[Any, Any]:
+    return {
+        Post._meta.get_column_by_name(k): v for k, v in _post_fields(user_id, spec, now).items()
+    }
+
+
+def _post_fields(user_id: int, spec: PostSpec, now: datetime) -> dict[str, Any]:
+    """The post's own columns, by name (plain keys: schedule_many builds thousands)."""
     publish_at = None if spec.draft and spec.publish_at is None else (spec.publish_at or now)
-    columns: dict[Any, Any] = {
-        Post.user: user_id,
-        Post.text: spec.text,
-        Post.publish_at: publish_at.astimezone(UTC) if publish_at else None,
-        Post.timezone: spec.timezone,
-        Post.status: "draft" if spec.draft else "scheduled",
+    fields: dict[str, Any] = {
+        "user": user_id,
+        "text": spec.text,
+        "publish_at": publish_at.astimezone(UTC) if publish_at else None,
+        "timezone": spec.timezone,
+        "status": "draft" if spec.draft else "scheduled",
     }
     source = spec.source
     if source:
-        columns.update(
+        fields.update(
             {
-                Post.source: "content",
-                Post.content_source: source.get("content_source"),
-                Post.source_path: source.get("path", ""),
-                Post.source_item_id: source.get("item_id"),
-                Post.source_commit: source.get("commit", ""),
-                Post.content_hash: source.get("content_hash", ""),
+                "source": "content",
+                "content_source": source.get("content_source"),
+                "source_path": source.get("path", ""),
+                "source_item_id": source.get("item_id"),
+                "source_commit": source.get("commit", ""),
+                "content_hash": source.get("content_hash", ""),
             }
         )
-    return columns
+    return fields
 
 
 async def _write_children(

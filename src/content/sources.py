@@ -18,9 +18,8 @@ import posixpath
 import re
 import shutil
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from src.content.loader import MAX_FILE_BYTES, SETTINGS_FILE, YAML_SUFFIXES
@@ -338,18 +337,19 @@ async def git(
     cwd: Path | None = None,
     token: str | None = None,
     limit_s: float = GIT_TIMEOUT_S,
+    stdin: bytes | None = None,
 ) -> bytes:
     process = await asyncio.create_subprocess_exec(
         "git",
         *args,
         cwd=cwd,
         env=git_env(token),
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(process.communicate(), limit_s)
+        out, err = await asyncio.wait_for(process.communicate(stdin), limit_s)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
@@ -458,12 +458,6 @@ class GitRepo:
         return snapshot, [p for p in changed if p in entries], deleted
 
 
-@dataclass
-class _Batch:
-    process: Any
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
 class GitSnapshot(Snapshot):
     def __init__(
         self,
@@ -487,46 +481,23 @@ class GitSnapshot(Snapshot):
             self.partial = False
 
     async def read_many(self, paths: list[str]) -> dict[str, bytes]:
-        """Blobs through one `git cat-file --batch`, however many there are."""
+        """Blobs through one `git cat-file --batch`, however many there are, its output
+        read whole (post files are at most MAX_FILE_BYTES each) and cut up here."""
         if not paths:
             return {}
-        blobs = [self._entries[p].blob for p in paths]
-        process = await asyncio.create_subprocess_exec(
-            "git",
-            "cat-file",
-            "--batch",
-            cwd=self.repo.path,
-            env=git_env(),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            limit=1024 * 1024,
-        )
-
-        async def feed() -> None:
-            assert process.stdin is not None
-            process.stdin.write("".join(f"{b}\n" for b in blobs).encode())
-            with contextlib.suppress(ConnectionError):
-                await process.stdin.drain()
-            process.stdin.close()
-
-        writer = asyncio.create_task(feed())
-        out: dict[str, bytes] = {}
-        try:
-            assert process.stdout is not None
-            for path in paths:
-                header = (await process.stdout.readline()).split()
-                if len(header) != 3:
-                    raise SourceError(f"git cat-file: cannot read {path}")
-                data = await process.stdout.readexactly(int(header[2]) + 1)
-                out[path] = data[:-1]
-        finally:
-            await writer
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-            await process.wait()
-        return out
+        blobs = "".join(f"{self._entries[p].blob}\n" for p in paths).encode()
+        out = await git("cat-file", "--batch", "--buffer", cwd=self.repo.path, stdin=blobs)
+        found: dict[str, bytes] = {}
+        at = 0
+        for path in paths:  # "<blob> blob <size>\n<content>\n" each, in the order asked
+            end = out.find(b"\n", at)
+            header = out[at:end].split()
+            if len(header) != 3:
+                raise SourceError(f"git cat-file: cannot read {path}")
+            at = end + 1 + int(header[2])
+            found[path] = out[end + 1 : at]
+            at += 1
+        return found
 
     async def read_link(self, path: str) -> str:
         data = await git("cat-file", "blob", self._entries[path].blob, cwd=self.repo.path)
