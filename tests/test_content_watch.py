@@ -202,13 +202,16 @@ async def test_a_broken_file_is_reported_and_the_other_posts_keep_their_state(ap
     await until(lambda: _state_is(source.id, "c", ("Post C", ["scheduled"])), "first sync")
     before = await post_states(source.id)
     assert len(before) == 3
-    count = len(await finished_runs(source.id, 1))
 
     atomic_write(
         folder / "posts" / "a.yaml", "id: a\npublish_at: now\naccounts: [x:@xavier_x]\ntext: [\n"
     )
-    last = (await finished_runs(source.id, count + 1))[-1]
-    assert (last.trigger, last.status) == ("watch", "partial")
+
+    async def reported() -> SyncRun | None:
+        return next((r for r in await runs(source.id) if r.status == "partial"), None)
+
+    last = await until(reported, "a run reporting the broken file")
+    assert last.trigger == "watch"
     (error,) = [e for e in last.errors if e["severity"] == "error"]
     assert (error["file"], error["line"]) == ("posts/a.yaml", 5)
     assert "invalid YAML" in error["message"]
