@@ -96,7 +96,7 @@ class RangeNotSatisfiable(MediaError):
 
 
 class StoreUnavailable(MediaError):
-    """The object store failed or cannot be reached (logged; nothing is half-kept)."""
+    """The object store failed or cannot be reached (logged; the person tries again)."""
 
     status = 503
 
@@ -235,6 +235,7 @@ class S3Config:
 
 S3_PART = 16 * 1024 * 1024  # multipart upload above this size, in parts of this size
 S3_SPOOL = 8 * 1024 * 1024  # streamed saves (thumbnails) stay in memory up to this
+PRESIGN_MAX_S = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
 CONTENT_TYPES = {ext: kind for kind, ext in EXTENSIONS.items()}
 
 
@@ -297,7 +298,7 @@ class S3Store:
         return self.client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.config.bucket, "Key": self._key(key)},
-            ExpiresIn=ttl,
+            ExpiresIn=min(ttl, PRESIGN_MAX_S),
         )
 
     async def save(self, key: str, chunks: AsyncIterable[bytes]) -> str:
