@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,12 +69,16 @@ def log_file(name: str) -> Any:
     return (LOG_DIR / f"{name}.log").open("wb")
 
 
-def stop(process: subprocess.Popen, grace: float = 20) -> None:
-    """SIGINT (the graceful stop of uvicorn and SAQ), then SIGKILL after `grace` s."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+def stop(*processes: subprocess.Popen, grace: float = 20) -> None:
+    """SIGINT to each (the graceful stop of uvicorn and SAQ), then SIGKILL to those still
+    running after `grace` s."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for process in processes:
         try:
-            process.wait(grace)
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -96,27 +100,31 @@ def base_env(dsn: str) -> dict[str, str]:
     }
 
 
-def migrate(dsn: str) -> None:
-    command = [sys.executable, "-m", "src", "migrate"]
-    done = subprocess.run(
-        command, cwd=ROOT, env=base_env(dsn), capture_output=True, text=True, timeout=180
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"migrations failed:\n{done.stdout}\n{done.stderr}")
+@contextmanager
+def databases() -> Iterator[Callable[[], str]]:
+    """A factory of freshly migrated databases (clones of one migrated template, so
+    migrations run once); every database it made, and the template, dropped on exit."""
+    admin = postgres()
+    admin.template = f"okk_bench_template_{secrets.token_hex(4)}"
+    made = [admin.template]
+    try:
+        admin.prepare_template()
+
+        def new() -> str:
+            made.append(admin.new_database())
+            return admin.dsn(made[-1])
+
+        yield new
+    finally:
+        for name in made:
+            admin.drop_database(name)
 
 
 @contextmanager
 def database() -> Iterator[str]:
     """A freshly migrated database, dropped on exit. Yields its DSN."""
-    admin = postgres()
-    name = f"okk_bench_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        dsn = admin.dsn(name)
-        migrate(dsn)
-        yield dsn
-    finally:
-        admin.drop_database(name)
+    with databases() as new:
+        yield new()
 
 
 # -- the sandbox ----------------------------------------------------------------------------
@@ -352,16 +360,22 @@ def failures(conn: psycopg.Connection, limit: int = 5) -> list[tuple[str, str, s
     ).fetchall()
 
 
-def wait_final(dsn: str, total: int, timeout: float, worker: subprocess.Popen) -> Progress:
-    """Poll the database every POLL_S until every target reached a final state."""
+def wait_final(
+    dsn: str, total: int, timeout: float, *workers: subprocess.Popen, every: Callable | None = None
+) -> Progress:
+    """Poll the database every POLL_S until every target reached a final state (calling
+    `every(conn)` at each poll, to sample something meanwhile)."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
             state = progress(conn)
+            if every is not None:
+                every(conn)
             if state.final >= total:
                 return state
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}")
+            for worker in workers:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"a worker exited with {worker.returncode}")
             time.sleep(POLL_S)
         raise RuntimeError(f"{total - state.final} targets unfinished: {failures(conn)}")
 
@@ -378,34 +392,56 @@ def worker_env(dsn: str, sandbox_url: str) -> dict[str, str]:
     return base_env(dsn) | {"OKK_SANDBOX": "1", "OKK_SANDBOX_BASE_URL": sandbox_url}
 
 
-def wait_heartbeat(dsn: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    """The worker's startup beats first, then starts its dispatch loops."""
+def wait_heartbeat(dsn: str, processes: Sequence[subprocess.Popen], timeout: float = 90) -> None:
+    """Each worker's startup beats first, then starts its dispatch loops."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"the worker exited with {process.returncode}")
+            for process in processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a worker exited with {process.returncode}")
             try:
-                if conn.execute("SELECT count(*) FROM worker_heartbeats").fetchone()[0]:
+                beats = conn.execute("SELECT count(*) FROM worker_heartbeats").fetchone()[0]
+                if beats >= len(processes):
                     return
             except psycopg.errors.UndefinedTable:
                 pass
             time.sleep(0.1)
-    raise RuntimeError(f"the worker did not start within {timeout} s")
+    raise RuntimeError(f"the workers did not start within {timeout} s")
+
+
+WORKER = [sys.executable, "-m", "src", "worker"]
+
+
+@contextmanager
+def workers(
+    dsn: str,
+    sandbox_url: str,
+    count: int,
+    env: dict[str, str] | None = None,
+    command: Sequence[str] = WORKER,
+) -> Iterator[list[subprocess.Popen]]:
+    """`count` worker processes (`python -m src worker` unless `command` says otherwise),
+    all ready (their dispatch loops running); stopped together on exit."""
+    environment = worker_env(dsn, sandbox_url) | (env or {})
+    processes: list[subprocess.Popen] = []
+    try:
+        for i in range(count):
+            with log_file(f"worker-{i}") as log:
+                processes.append(
+                    subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log)
+                )
+        wait_heartbeat(dsn, processes)
+        yield processes
+    finally:
+        stop(*processes)
 
 
 @contextmanager
 def worker(dsn: str, sandbox_url: str) -> Iterator[subprocess.Popen]:
     """One `python -m src worker` process, ready (its dispatch loops running)."""
-    command = [sys.executable, "-m", "src", "worker"]
-    env = worker_env(dsn, sandbox_url)
-    with log_file("worker") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            wait_heartbeat(dsn, process)
-            yield process
-        finally:
-            stop(process)
+    with workers(dsn, sandbox_url, 1) as processes:
+        yield processes[0]
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -460,8 +496,13 @@ class CpuMeter:
     """CPU seconds used by named processes while the body runs, and by everything else
     on the machine ("rest"). `postgres` (when found) counts the server with its backends."""
 
-    def __init__(self, **pids: int | None) -> None:
-        self.processes = {n: psutil.Process(pid) for n, pid in pids.items() if pid}
+    def __init__(self, **pids: int | Sequence[int] | None) -> None:
+        """Each name counts one process, or the sum of several (`workers=[...]`)."""
+        self.processes = {
+            n: [psutil.Process(p) for p in ([pid] if isinstance(pid, int) else pid)]
+            for n, pid in pids.items()
+            if pid
+        }
         self.used: dict[str, float] = {}
         self.wall = 0.0
 
@@ -471,7 +512,10 @@ class CpuMeter:
         return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
     def cpu(self) -> dict[str, float]:
-        return {n: cpu_seconds(p, family=n == "postgres") for n, p in self.processes.items()}
+        return {
+            n: sum(cpu_seconds(p, family=n == "postgres") for p in group)
+            for n, group in self.processes.items()
+        }
 
     def __enter__(self) -> CpuMeter:
         self._start = (time.perf_counter(), self.busy(), self.cpu())
@@ -512,11 +556,38 @@ def settle(limit: float = 20, window: float = 0.5) -> float:
             return others
 
 
-def db_transactions(dsn: str) -> int:
-    """Transactions committed in the database so far (every autocommit statement is one)."""
+@dataclass
+class DbStats:
+    transactions: int  # committed in this database so far (an autocommit statement is one)
+    wal: int  # the server's WAL position in bytes (the embedded server has no other users)
+    sizes: dict[str, int]  # bytes of each table, with its indexes and TOAST
+    connections: int  # backends connected to this database, this one left out
+
+
+def db_stats(dsn: str) -> DbStats:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        query = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
-        return int(conn.execute(query).fetchone()[0])
+        row = conn.execute(
+            "SELECT xact_commit, pg_current_wal_lsn() - '0/0'::pg_lsn, "
+            "(SELECT count(*) - 1 FROM pg_stat_activity WHERE datname = current_database()) "
+            "FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        sizes = conn.execute(
+            "SELECT relname, pg_total_relation_size(relid) FROM pg_stat_user_tables"
+        ).fetchall()
+        return DbStats(int(row[0]), int(row[1]), dict(sizes), int(row[2]))
+
+
+def db_transactions(dsn: str) -> int:
+    return db_stats(dsn).transactions
+
+
+def wait_disconnected(dsn: str, timeout: float = 30) -> DbStats:
+    """Wait until no other backend is connected to the database (a backend flushes its
+    statistics as it exits), then return the statistics."""
+    deadline = time.monotonic() + timeout
+    while (stats := db_stats(dsn)).connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return stats
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -89,9 +89,12 @@ class Phase:
         return self.count / self.seconds
 
 
-def baseline(sandbox: h.Sandbox, tokens: list[h.XToken], count: int, c: int, tag: str) -> Phase:
+def baseline(
+    sandbox: h.Sandbox, tokens: list[h.XToken], count: int, c: int, tag: str, wait: float = 20
+) -> Phase:
+    """The bare loop, after waiting up to `wait` s for a quiet machine."""
     texts = [f"Bare loop {tag} #{i}: the same work without the engine." for i in range(count)]
-    h.settle()
+    h.settle(wait)
     pids = {"bench": os.getpid(), "sandbox": sandbox.process.pid, "postgres": h.postgres_pid()}
     with h.CpuMeter(**pids) as meter:
         rate, statuses = asyncio.run(bare_loop(sandbox.url, tokens, texts, c))
@@ -213,7 +216,7 @@ def drain(dsn: str, sandbox: h.Sandbox, accounts: list, count: int, profile: boo
             sleep_until(items[0].publish_at)
             before = h.db_transactions(dsn)
             with h.CpuMeter(**pids) as meter:
-                state = h.wait_final(dsn, count, timeout=240, worker=process)
+                state = h.wait_final(dsn, count, 240, process)
         time.sleep(2)  # PostgreSQL publishes a backend's statistics within a second or so
         transactions = h.db_transactions(dsn) - before
     h.report_failures(dsn, state, count)

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ class Case:
     method: str
     path: str
     headers: list[dict[str, str]] = field(default_factory=lambda: [{}])  # round-robin
-    body: bytes | None = None
+    body: bytes | Callable[[int], bytes] | None = None  # a callable: a body per request
     tick: Tick | None = None  # each entry of `headers` is a separate rate-limit bucket
 
 
@@ -285,7 +286,8 @@ async def send(session: aiohttp.ClientSession, url: str, case: Case, count: int,
                     moved.raise_for_status()
                 tally.ticks += 1
             headers = case.headers[i % len(case.headers)]
-            async with session.request(case.method, target, data=case.body, headers=headers) as r:
+            body = case.body(i) if callable(case.body) else case.body
+            async with session.request(case.method, target, data=body, headers=headers) as r:
                 await r.read()
             tally.statuses[r.status] += 1
 
