@@ -30,10 +30,24 @@ def _load_dotenv(path: Path = Path(".env")) -> None:
             os.environ.setdefault(key.strip(), value.strip().strip("'\""))
 
 
+MIGRATION_LOCK = 0x6F6B6B6D  # advisory lock key ("okkm"): one migrating process at a time
+
+
 async def _migrate() -> None:
+    """Apply pending migrations. Every process migrates at start, so several starting
+    together on a fresh database would race to create the same tables: a session-level
+    advisory lock makes them take turns (the later ones find nothing left to do)."""
+    import asyncpg
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
-    result = await run_forwards(app_name="okktopus", migration_id="all", fake=False)
+    from src.db.engine import database_dsn
+
+    lock = await asyncpg.connect(database_dsn())
+    try:
+        await lock.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        result = await run_forwards(app_name="okktopus", migration_id="all", fake=False)
+    finally:
+        await lock.close()  # ends the session, which releases the lock
     if not result.success:
         raise click.ClickException(f"migrations failed: {result.message}")
 

@@ -230,6 +230,39 @@ def test_migrations_apply_on_an_empty_external_database_and_check_clean(pg_admin
         admin.drop_database(name)
 
 
+def test_processes_starting_together_on_a_fresh_database_all_migrate(pg_admin, tmp_path):
+    """A deploy starts web and worker processes at once, and each migrates first: they
+    must take turns, not fail on each other's half-created tables."""
+    from tests.appserver import PostgresAdmin
+
+    admin = PostgresAdmin(_external_server(pg_admin))
+    name = f"okk_race_{os.getpid()}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env = {**os.environ, "OKK_DATABASE_URL": admin.dsn(name), "OKK_DATA_DIR": str(tmp_path)}
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "src", "migrate"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outcomes = [(p.wait(timeout=180), p.communicate()[1]) for p in processes]
+        assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes
+        with psycopg.connect(admin.dsn(name)) as conn:
+            applied = conn.execute(
+                "SELECT name, count(*) FROM migration GROUP BY name HAVING count(*) > 1"
+            ).fetchall()
+        assert applied == []  # each migration recorded once
+    finally:
+        admin.drop_database(name)
+
+
 def test_embedded_database_starts_from_nothing_and_restarts_on_existing_data():
     data_dir = ROOT / "var" / "test" / f"embedded-{os.getpid()}"
     shutil.rmtree(data_dir, ignore_errors=True)
