@@ -388,6 +388,12 @@ async def schedule_many(
     return ids
 
 
+async def discard_new(user_id: int, post_ids: list[int]) -> None:
+    """Take back posts schedule_many wrote in the transaction still open (the content
+    sync writes ahead of its plan): nobody has seen them, so nothing else is owed."""
+    await Post.delete().where((Post.user == user_id) & Post.id.is_in(post_ids))
+
+
 def _target_status(spec: PostSpec, account: Account) -> str:
     if spec.draft:
         return "draft"

@@ -14,6 +14,7 @@ import pytest
 
 from src.config import get_settings
 from src.content import service
+from src.content import sync as sync_module
 from src.content.sync import REMOVED, sync_source
 from src.db.tables import Account, ContentSource, Media, Post, PostMedia, PostTarget, SyncRun, User
 from tests.content_helpers import Repo, future, post_yaml, unique
@@ -455,6 +456,27 @@ async def test_ids_must_be_unique_across_files(user, repo):
     assert all("also used in" in p.message for p in result.problems)
     kept = (await posts_of(source))["same"]
     assert (kept.id, kept.text, kept.status) == (post.id, post.text, "scheduled")
+
+
+async def test_a_duplicate_id_found_late_takes_back_what_was_written_early(user, repo):
+    """The first sync of a large source writes new posts while it still parses later
+    files: an id that a file far down the source uses again must still leave both
+    files' posts unwritten, as if everything had been read first."""
+    source = await git_source(user, repo)
+    count = sync_module.BATCH_POSTS + 20  # the first batch is written before the end
+    for index in range(count):
+        repo.write(f"posts/p{index:04d}.yaml", post_yaml(f"p{index:04d}"))
+    repo.write(f"posts/p{count - 1:04d}.yaml", post_yaml("p0000", text="Again"))
+    repo.commit("many")
+    result = await sync(source)
+    assert result.status == "partial"
+    assert result.counts["created"] == count - 2
+    assert {p.file for p in result.problems} == {"posts/p0000.yaml", f"posts/p{count - 1:04d}.yaml"}
+    found = await posts_of(source)
+    assert "p0000" not in found and len(found) == count - 2
+    assert await Post.count().where(Post.content_source == source.id) == count - 2
+    again = await sync(source)  # nothing half-done stays behind: the next run agrees
+    assert again.counts["created"] == 0 and again.counts["unchanged"] == count - 2
 
 
 async def test_concurrent_syncs_of_one_source_are_serialised(user, repo):

@@ -241,10 +241,15 @@ async def _parse_files(
     contents = await snapshot.read_many([t.path for _, t in to_read])
     protected: set[str] = set()
     for file, target in to_read:
-        file.parsed = parse_file(file.path, contents[target.path], settings)
-        file.problems += file.parsed.problems
-        protected.update(file.parsed.ids_hint)
+        protected.update(_parse(file, contents[target.path], settings))
     return protected
+
+
+def _parse(file: FilePlan, data: bytes, settings: FolderSettings) -> list[str]:
+    """Parse one file; returns the ids it seems to define if it is broken."""
+    file.parsed = parse_file(file.path, data, settings)
+    file.problems += file.parsed.problems
+    return file.parsed.ids_hint
 
 
 async def _plan_items(
@@ -286,9 +291,11 @@ async def build_plan(
     cache: dict[str, Any] | None = None,
     source: ContentSource | None = None,
     past_is_error: bool = True,
+    planned: Callable[[Plan, FilePlan], Awaitable[None]] | None = None,
 ) -> Plan:
     """What a sync would do. `rows`: the source's posts (None: no database, everything
-    is new); `book`: the user's accounts (None: not checked)."""
+    is new); `book`: the user's accounts (None: not checked); `planned` is told about
+    each file read, once its posts are planned (before ids across files are compared)."""
     plan = Plan(snapshot.commit)
     by_id = {r["source_item_id"]: r for r in rows or []}
     settings = await _settings(plan, snapshot)
@@ -308,9 +315,14 @@ async def build_plan(
             file.items = reused
         elif (target := await _readable(file, snapshot)) is not None:
             to_read.append((file, target))
-    protected = await _parse_files(to_read, snapshot, settings)
     when = now if past_is_error else None
-    await _plan_items(plan, [f for f, _ in to_read], snapshot, by_id, book, when)
+    contents = await snapshot.read_many([t.path for _, t in to_read])
+    protected: set[str] = set()
+    for file, target in to_read:
+        protected.update(_parse(file, contents[target.path], settings))
+        await _plan_items(plan, [file], snapshot, by_id, book, when)
+        if planned is not None:
+            await planned(plan, file)
     _finish(plan, by_id, protected, None)
     return plan
 
@@ -543,15 +555,22 @@ async def apply(
     book: AccountBook,
     settings: Settings,
     now: datetime,
+    early: _EarlyWriter | None = None,
 ) -> Outcome:
     """Carry out a plan. Files that only add posts are written in batches (one
     schedule_many per batch: all of it or nothing, so a file is still all or nothing);
-    every other file in a transaction of its own."""
-    outcome = Outcome()
+    every other file in a transaction of its own. Files `early` wrote while the plan
+    was built are done already."""
+    if early is not None:
+        applier, written = early.applier, early.done
+    else:
+        outcome = Outcome()
+        applier = _Applier(plan.commit, snapshot, user_id, source_id, book, settings, now, outcome)
+        written = set()
+    outcome = applier.outcome
     if plan.fatal:
         outcome.problems = plan.all_problems()
         return outcome
-    applier = _Applier(plan, snapshot, user_id, source_id, book, settings, now, outcome)
     batch: list[tuple[FilePlan, list[ItemPlan], list[posts.PostSpec]]] = []
     pending = 0
     writing: set[asyncio.Task] = set()  # batches are written while the next are built
@@ -571,7 +590,7 @@ async def apply(
     try:
         for file in plan.files:
             work = [i for i in file.items if i.action in ("create", "update", "move")]
-            if not file.ok or not work:
+            if not file.ok or not work or file.path in written:
                 continue
             if all(i.action == "create" for i in work):
                 specs = await applier.specs(file, work)
@@ -604,9 +623,12 @@ async def apply(
     return outcome
 
 
+Batch = list[tuple[FilePlan, list[ItemPlan], list[posts.PostSpec]]]
+
+
 @dataclass
 class _Applier:
-    plan: Plan
+    commit: str
     snapshot: Snapshot
     user_id: int
     source_id: int
@@ -643,15 +665,18 @@ class _Applier:
                         return None
                 media_ids.append(self.stored[entry.blob])
             specs.append(
-                _spec(plan_item, platforms, media_ids, self.source_id, self.plan.commit, self.now)
+                _spec(plan_item, platforms, media_ids, self.source_id, self.commit, self.now)
             )
         return specs
 
-    async def flush(self, batch: list[tuple[FilePlan, list[ItemPlan], list[posts.PostSpec]]]):
+    async def flush(self, batch: Batch, fallback: bool = True) -> list[tuple[FilePlan, list[int]]]:
+        """Write a batch of new posts; returns each written file with its posts' ids.
+        A batch that fails for another reason than a refusal is applied file by file,
+        unless `fallback` is off (then the error is raised)."""
         while batch:
             specs = [spec for _, _, file_specs in batch for spec in file_specs]
             try:
-                await posts.schedule_many(self.user_id, specs, now=self.now)
+                ids = await posts.schedule_many(self.user_id, specs, now=self.now)
             except posts.BatchRefused as exc:
                 owners = [(f, w[i]) for f, w, fs in batch for i in range(len(fs))]
                 for index, refusal in exc.refused.items():
@@ -660,12 +685,19 @@ class _Applier:
                 batch = [b for b in batch if b[0].ok]  # the rest again, without them
                 continue
             except Exception:  # e.g. a unique violation from a concurrent writer
+                if not fallback:
+                    raise
                 log.warning("batch of new posts failed; applying file by file", exc_info=True)
                 for file, work, _ in batch:
                     await self.file(file, work)
-                return
+                return []
             self.outcome.created += len(specs)
-            return
+            written, start = [], 0
+            for file, _, file_specs in batch:
+                written.append((file, ids[start : start + len(file_specs)]))
+                start += len(file_specs)
+            return written
+        return []
 
     async def file(self, file: FilePlan, work: list[ItemPlan]) -> None:
         """One file in one transaction, through schedule / update / relink_source."""
@@ -684,7 +716,7 @@ class _Applier:
                             self.user_id, current.post_id, by_id[current.item_id], now=self.now
                         )
                     else:
-                        source = {"path": file.path, "commit": self.plan.commit}
+                        source = {"path": file.path, "commit": self.commit}
                         await posts.relink_source(self.user_id, current.post_id, source)
         except posts.PostRefused as exc:
             if current is not None and current.action == "update" and _started(exc):
@@ -707,6 +739,123 @@ class _Applier:
                 self.outcome.created += 1
             else:
                 self.outcome.updated += 1
+
+
+class _WriteFailed(Exception):
+    """An early write failed: its transaction is rolled back, the plan applied anew."""
+
+
+class _EarlyWriter:
+    """Writes the new posts of files that only add posts while later files are still
+    being parsed, so PostgreSQL works while Python parses. All of it goes into one
+    transaction (the caller's), committed only once the whole plan is known: a file
+    that turns out to share an id with a later one is taken back first, so nothing a
+    finished plan refuses is ever visible, to the publisher or anyone."""
+
+    YIELD_EVERY = 20  # files parsed between two turns of the event loop for the writer
+
+    def __init__(self, applier: _Applier) -> None:
+        self.applier = applier
+        self.seen: set[str] = set()  # the ids of every file planned so far
+        self.batch: Batch = []
+        self.pending = 0
+        self.writing: asyncio.Task | None = None
+        self.written: list[tuple[FilePlan, list[int]]] = []
+        self.failed: BaseException | None = None
+        self.done: set[str] = set()  # what finish() kept
+        self.count = 0
+
+    async def planned(self, plan: Plan, file: FilePlan) -> None:
+        work = [i for i in file.items if i.action in ("create", "update", "move")]
+        ids = [i.item_id for i in file.items]
+        known = not self.seen.isdisjoint(ids)  # both files are refused once all is read
+        self.seen.update(ids)
+        only_new = bool(work) and all(i.action == "create" for i in work)
+        if only_new and file.ok and not known and not plan.fatal and self.failed is None:
+            specs = await self.applier.specs(file, work)
+            if specs is not None:
+                self.batch.append((file, work, specs))
+                self.pending += len(specs)
+            if self.pending >= BATCH_POSTS:
+                await self._flush()
+        self.count += 1
+        if self.count % self.YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # the writer sends its next statement
+
+    async def _flush(self) -> None:
+        """Queue the batch behind the one being written (one connection: one at a time)."""
+        batch, self.batch, self.pending = self.batch, [], 0
+        if batch:
+            self.writing = asyncio.create_task(self._write(self.writing, batch))
+
+    async def _write(self, before: asyncio.Task | None, batch: Batch) -> None:
+        if before is not None:
+            await before
+        if self.failed is None:
+            try:
+                self.written += await self.applier.flush(batch, fallback=False)
+            except Exception as exc:
+                self.failed = exc
+
+    async def finish(self) -> None:
+        """After the plan: write what is left, take back the files the plan refused
+        after all (ids shared with a later file). Raises _WriteFailed."""
+        self.batch = [b for b in self.batch if b[0].ok]  # (refused meanwhile: not written)
+        await self._flush()
+        if self.writing is not None:
+            await self.writing
+        if self.failed is not None:
+            raise _WriteFailed() from self.failed
+        back = [i for file, ids in self.written if not file.ok for i in ids]
+        if back:
+            await posts.discard_new(self.applier.user_id, back)
+            self.applier.outcome.created -= len(back)
+        self.done = {file.path for file, _ in self.written if file.ok}
+
+    async def cancel(self) -> None:
+        if self.writing is not None and not self.writing.done():
+            self.writing.cancel()
+            with contextlib.suppress(BaseException):
+                await self.writing
+
+
+async def _plan_writing_early(
+    source: ContentSource,
+    snapshot: Snapshot,
+    book: AccountBook,
+    settings: Settings,
+    now: datetime,
+    cache: dict[str, Any],
+) -> tuple[Plan, _EarlyWriter | None]:
+    """build_plan, with the new posts of finished files written meanwhile (see
+    _EarlyWriter). If a write fails, nothing of them stays: apply() does it all."""
+    rows = await posts.source_posts(source.id)
+    outcome = Outcome()
+    applier = _Applier(
+        snapshot.commit, snapshot, source.user, source.id, book, settings, now, outcome
+    )
+    writer = _EarlyWriter(applier)
+    plan: Plan | None = None
+    try:
+        async with engine_finder().transaction():
+            try:
+                plan = await build_plan(
+                    snapshot,
+                    rows=rows,
+                    book=book,
+                    now=now,
+                    cache=cache,
+                    source=source,
+                    planned=writer.planned,
+                )
+                await writer.finish()
+            finally:
+                await writer.cancel()  # (before the transaction ends, on any error)
+    except _WriteFailed:
+        log.warning("writing new posts early failed; applying the plan anew", exc_info=True)
+        assert plan is not None  # (built before finish() could fail)
+        return plan, None  # rolled back: apply() writes it all (refusals found stand)
+    return plan, writer
 
 
 def _started(exc: posts.PostRefused) -> bool:
@@ -963,20 +1112,15 @@ async def _plan_and_apply(
     started = time.perf_counter()
     book = await AccountBook.of(source.user)
     path = cache_path(settings, source.id)
+    early = None
     if changes:
         partial, changed, deleted = changes
         plan = await build_changes_plan(
             partial, changed, deleted, source_id=source.id, book=book, now=now
         )
     else:
-        plan = await build_plan(
-            snapshot,
-            rows=await posts.source_posts(source.id),
-            book=book,
-            now=now,
-            cache=load_cache(path),
-            source=source,
-        )
+        cache = load_cache(path)
+        plan, early = await _plan_writing_early(source, snapshot, book, settings, now, cache)
     timings["plan"] = time.perf_counter() - started
     outcome = await apply(
         plan,
@@ -986,6 +1130,7 @@ async def _plan_and_apply(
         book=book,
         settings=settings,
         now=now,
+        early=early,
     )
     timings["apply"] = time.perf_counter() - started - timings["plan"]
     if not changes:  # (a changes-only plan leaves the cache as it is: still safe)
