@@ -420,14 +420,16 @@ def workers(
     count: int,
     env: dict[str, str] | None = None,
     command: Sequence[str] = WORKER,
+    name: str = "worker",
 ) -> Iterator[list[subprocess.Popen]]:
     """`count` worker processes (`python -m src worker` unless `command` says otherwise),
-    all ready (their dispatch loops running); stopped together on exit."""
+    all ready (their dispatch loops running), logging to var/bench/logs/{name}-{i}.log;
+    stopped together on exit."""
     environment = worker_env(dsn, sandbox_url) | (env or {})
     processes: list[subprocess.Popen] = []
     try:
         for i in range(count):
-            with log_file(f"worker-{i}") as log:
+            with log_file(f"{name}-{i}") as log:
                 processes.append(
                     subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log)
                 )

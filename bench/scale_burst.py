@@ -235,7 +235,11 @@ def run_setup(
         f"  {setup.name}: {setup.workers} worker(s), at {time.monotonic() - START:.0f} s ...",
         flush=True,
     )
-    with h.workers(dsn, sandbox.url, setup.workers, env, command) as processes, ExitStack() as on:
+    logs = setup.name.replace(" ", "-")
+    with (
+        h.workers(dsn, sandbox.url, setup.workers, env, command, logs) as processes,
+        ExitStack() as on,
+    ):
         pids = [p.pid for p in processes]
         rss = [on.enter_context(h.PeakRss(pid)) for pid in pids]
         named = {"workers": pids, "sandbox": sandbox.process.pid, "postgres": h.postgres_pid()}
