@@ -285,6 +285,23 @@ class BatchRefused(Exception):
         self.refused = refused
 
 
+POST_COPY = (
+    "id",
+    "user",
+    "text",
+    "publish_at",
+    "timezone",
+    "status",
+    "source",
+    "content_source",
+    "source_path",
+    "source_item_id",
+    "source_commit",
+    "content_hash",
+)
+TARGET_COPY = ("post", "account", "text", "options", "status", "due_at")
+
+
 async def schedule_many(
     user_id: int, specs: list[PostSpec], *, now: datetime | None = None
 ) -> list[int]:
@@ -313,10 +330,10 @@ async def schedule_many(
             refused[index] = PostRefused(errors)
     if refused:
         raise BatchRefused(refused)
-    posts_columns: list[list[Any]] = [[] for _ in range(11)]
-    targets_columns: list[list[Any]] = [[] for _ in range(6)]
-    media_columns: list[list[Any]] = [[] for _ in range(3)]
-    async with engine_finder().transaction():
+    post_rows: list[tuple] = []
+    target_rows: list[tuple] = []
+    media_rows: list[tuple] = []
+    async with engine_finder().transaction() as transaction:
         rows = await Post.raw(
             "SELECT nextval(pg_get_serial_sequence('posts', 'id')) AS id "
             "FROM generate_series(1, {})",
@@ -327,10 +344,10 @@ async def schedule_many(
             fields = _post_fields(user_id, spec, now)
             statuses = [_target_status(spec, accounts[t.account_id]) for t in spec.targets]
             publish_at = fields["publish_at"]
-            for values, value in zip(
-                posts_columns,
+            post_rows.append(
                 (
                     post_id,
+                    user_id,
                     fields["text"],
                     publish_at,
                     fields["timezone"],
@@ -341,49 +358,23 @@ async def schedule_many(
                     fields.get("source_item_id"),
                     fields.get("source_commit", ""),
                     fields.get("content_hash", ""),
-                ),
-                strict=True,
-            ):
-                values.append(value)
+                )
+            )
             due = None if spec.draft else (publish_at or now)
             for target, status in zip(spec.targets, statuses, strict=True):
-                row = (
-                    post_id,
-                    target.account_id,
-                    target.text,
-                    json.dumps(target.options),
-                    status,
-                    due,
-                )
-                for values, value in zip(targets_columns, row, strict=True):
-                    values.append(value)
-            for position, media_id in enumerate(spec.media_ids):
-                for values, value in zip(media_columns, (post_id, media_id, position), strict=True):
-                    values.append(value)
-        # Multi-row statements over arrays: one round trip per table, whatever the count.
-        await Post.raw(
-            'INSERT INTO posts (id, "user", text, publish_at, timezone, status, source, '
-            "content_source, source_path, source_item_id, source_commit, content_hash) "
-            "SELECT v.id, {}, v.text, v.publish_at, v.timezone, v.status, v.source, v.cs, "
-            "v.path, v.item, v.commit, v.hash FROM unnest({}::int[], {}::text[], "
-            "{}::timestamptz[], {}::text[], {}::text[], {}::text[], {}::int[], {}::text[], "
-            "{}::text[], {}::text[], {}::text[]) AS v(id, text, publish_at, timezone, status, "
-            "source, cs, path, item, commit, hash)",
-            user_id,
-            *posts_columns,
+                options = "{}" if target.options == {} else json.dumps(target.options)
+                target_rows.append((post_id, target.account_id, target.text, options, status, due))
+            media_rows += [(post_id, m, position) for position, m in enumerate(spec.media_ids)]
+        # Binary COPY: one stream per table, whatever the count (the other columns take
+        # their defaults, as in schedule()).
+        connection = transaction.connection
+        await connection.copy_records_to_table("posts", records=post_rows, columns=POST_COPY)
+        await connection.copy_records_to_table(
+            "post_targets", records=target_rows, columns=TARGET_COPY
         )
-        await PostTarget.raw(
-            "INSERT INTO post_targets (post, account, text, options, status, due_at) "
-            "SELECT v.post, v.account, v.text, v.options::jsonb, v.status, v.due "
-            "FROM unnest({}::int[], {}::int[], {}::text[], {}::text[], {}::text[], "
-            "{}::timestamptz[]) AS v(post, account, text, options, status, due)",
-            *targets_columns,
-        )
-        if media_columns[0]:
-            await PostMedia.raw(
-                "INSERT INTO post_media (post, media, position) "
-                "SELECT * FROM unnest({}::int[], {}::int[], {}::int[])",
-                *media_columns,
+        if media_rows:
+            await connection.copy_records_to_table(
+                "post_media", records=media_rows, columns=("post", "media", "position")
             )
     return ids
 

@@ -231,6 +231,8 @@ def _x_thread(thread: Any) -> Iterator[Problem]:
 
 
 def _x_media_set(media: Sequence[MediaItem]) -> Iterator[Problem]:
+    if not media:
+        return  # (most posts: nothing to count)
     kinds = [_x_kind(item) for item in media]
     counts = {kind: kinds.count(kind) for kind in ("image", "gif", "video")}
     if sum(1 for count in counts.values() if count) > 1:
