@@ -18,6 +18,8 @@ ENV_PREFIX = "OKK_"
 
 @dataclass(frozen=True)
 class Settings:
+    """Secrets are left out of repr(): a logged or printed Settings shows none."""
+
     # Server
     host: str = "127.0.0.1"
     port: int = 8000
@@ -47,7 +49,7 @@ class Settings:
     s3_endpoint_url: str = ""  # unset: AWS; e.g. http://127.0.0.1:9000 for MinIO
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""  # unset: the default credential chain (env, profile, role)
-    s3_secret_access_key: str = ""
+    s3_secret_access_key: str = field(default="", repr=False)
     s3_prefix: str = ""  # key prefix inside the bucket, e.g. "okktopus/"
     # GitOps content: watch local-folder sources and sync on change (None: on with debug
     # or the sandbox, i.e. in development; folders are also polled every minute)
@@ -56,30 +58,30 @@ class Settings:
     export_inline_max_bytes: int = 200 * 1024 * 1024
     export_link_ttl_s: int = 24 * 3600  # a built export's download link expires
     # Secrets (generated once in data_dir for development when unset)
-    secret_key: str = ""
-    token_keys: tuple[str, ...] = ()
+    secret_key: str = field(default="", repr=False)
+    token_keys: tuple[str, ...] = field(default=(), repr=False)
     # Sign-in
     oidc_issuer: str = "https://accounts.google.com"
     oidc_client_id: str = ""
-    oidc_client_secret: str = ""
+    oidc_client_secret: str = field(default="", repr=False)
     allowed_emails: tuple[str, ...] = ()
     session_max_age: int = 14 * 24 * 3600
     # Platforms
     facebook_app_id: str = ""
-    facebook_app_secret: str = ""
+    facebook_app_secret: str = field(default="", repr=False)
     facebook_graph_url: str = "https://graph.facebook.com"
     facebook_dialog_url: str = "https://www.facebook.com"
     facebook_graph_version: str = "v24.0"
     tiktok_client_key: str = ""
-    tiktok_client_secret: str = ""
+    tiktok_client_secret: str = field(default="", repr=False)
     tiktok_api_url: str = "https://open.tiktokapis.com"
     tiktok_auth_url: str = "https://www.tiktok.com"
     x_client_id: str = ""
-    x_client_secret: str = ""
+    x_client_secret: str = field(default="", repr=False)
     x_api_url: str = "https://api.x.com"
     x_auth_url: str = "https://x.com"
     # AI
-    openai_api_key: str = ""
+    openai_api_key: str = field(default="", repr=False)
     openai_base_url: str = ""
     openai_model: str = "gpt-4o-mini"
     # Sandbox: None means "on when no real credentials are configured"

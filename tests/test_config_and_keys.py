@@ -37,6 +37,26 @@ def test_sandbox_is_on_without_google_credentials_and_off_with_them(tmp_path: Pa
     assert load_settings(env=real | {"OKK_SANDBOX": "1"}).sandbox_enabled
 
 
+def test_printing_the_settings_shows_no_secret(tmp_path: Path):
+    secrets_by_name = {
+        "OKK_SECRET_KEY": "sk-secret-key-value",
+        "OKK_TOKEN_KEYS": "token-key-one,token-key-two",
+        "OKK_OIDC_CLIENT_SECRET": "oidc-client-secret-value",
+        "OKK_FACEBOOK_APP_SECRET": "facebook-app-secret-value",
+        "OKK_TIKTOK_CLIENT_SECRET": "tiktok-client-secret-value",
+        "OKK_X_CLIENT_SECRET": "x-client-secret-value",
+        "OKK_OPENAI_API_KEY": "openai-api-key-value",
+        "OKK_S3_SECRET_ACCESS_KEY": "s3-secret-access-key-value",
+    }
+    settings = load_settings(env={"OKK_DATA_DIR": str(tmp_path), **secrets_by_name})
+    assert settings.s3_secret_access_key == "s3-secret-access-key-value"  # still read
+    printed = repr(settings)
+    assert "s3_bucket" in printed  # the rest is shown
+    for value in secrets_by_name.values():
+        for part in value.split(","):
+            assert part not in printed
+
+
 def test_development_secrets_are_generated_once_and_private(tmp_path: Path):
     first = load_settings(env={"OKK_DATA_DIR": str(tmp_path)})
     second = load_settings(env={"OKK_DATA_DIR": str(tmp_path)})
