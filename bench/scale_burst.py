@@ -5,6 +5,7 @@ per-target costs the capacity model in docs/scaling.md is built from.
 
     .venv/bin/python bench/scale_burst.py [--targets 3000] [--accounts 200]
                                           [--workers 1,2,4] [--queues postgres,redis]
+                                          [--latency-ms 0]
 
 Per setup: a fresh database (a clone of one migrated template), the same 200 X accounts,
 N `python -m src worker` processes started and ready, then `--targets` targets due at one
@@ -20,6 +21,9 @@ Ceilings, measured before and after the setups (the better is used): POST /2/twe
 distinct texts from one aiohttp client on uvloop (~0.1 ms of client CPU a request, so the
 sandbox is the limit) at the in-flight count of one and of four workers, and the bare
 httpx2 loop of publish_burst.py (the engine's own HTTP client, the existing baseline).
+
+--latency-ms N makes the sandbox answer each POST /2/tweets N ms late, as a real platform
+would: a worker then waits more than it computes, and its in-flight limit sets its rate.
 
 CPU is counted per process (workers summed; PostgreSQL with its backends); `rest` is every
 other process on the machine (other people's work): a setup during which it passed 0.15
@@ -300,6 +304,10 @@ def run(args: argparse.Namespace) -> tuple[list[Ceiling], list[Result]]:
         sandbox = stack.enter_context(h.sandbox())
         queue = stack.enter_context(redis_server()) if "redis" in args.queues else None
         tokens = asyncio.run(h.mint_x_tokens(sandbox.url, args.accounts))
+        if args.latency_ms:  # a platform that takes its time, as real ones do
+            fault = {"platform": "x", "path": "/api/2/tweets", "method": "POST"}
+            fault |= {"kind": "latency", "latency_ms": args.latency_ms}
+            sandbox.admin("POST", "/faults", json=fault)
         print(f"ceilings (before), at {time.monotonic() - START:.0f} s ...", flush=True)
         found = [ceilings(sandbox, tokens, args.targets, "before", args.wait)]
         results = []
@@ -364,6 +372,8 @@ def report(args: argparse.Namespace, found: list[Ceiling], results: list[Result]
         f"accounts, per setup; {os.cpu_count()} CPUs; sandbox, PostgreSQL (embedded), "
         "Redis and workers all on this machine"
     )
+    if args.latency_ms:
+        print(f"the sandbox delayed each POST /2/tweets by {args.latency_ms} ms")
     print("\nceiling: the sandbox's own POST /2/tweets rate (better of before/after)")
     for c in found:
         print(
@@ -409,6 +419,9 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="worker counts (1,2,4)")
     parser.add_argument("--queues", default="postgres,redis", help="postgres,redis")
     parser.add_argument("--wait", type=float, default=5, help="seconds to wait for quiet (5)")
+    parser.add_argument(
+        "--latency-ms", type=int, default=0, help="the sandbox delays each POST /2/tweets"
+    )
     args = parser.parse_args()
     found, results = run(args)
     report(args, found, results)
