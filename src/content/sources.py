@@ -29,6 +29,7 @@ SYMLINK_HOPS = 8
 BRANCH_PATTERN = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,200}(?<![./])")
 ALLOWED_PROTOCOLS = "https:file"
 LINK, FILE, DIR = "link", "file", "dir"
+OBJECT_ID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # sha1 or sha256
 
 
 class SourceError(Exception):
@@ -380,7 +381,11 @@ class GitRepo:
     async def local_head(self) -> str | None:
         if not (self.path / "HEAD").exists():
             return None
-        try:
+        with contextlib.suppress(OSError):  # the loose ref fetch wrote: no process needed
+            loose = (self.path / self.ref).read_text().strip()
+            if OBJECT_ID.fullmatch(loose):
+                return loose
+        try:  # (packed, or another ref store)
             out = await git(
                 "rev-parse", "--verify", "--quiet", f"{self.ref}^{{commit}}", cwd=self.path
             )
