@@ -752,7 +752,7 @@ class _EarlyWriter:
     that turns out to share an id with a later one is taken back first, so nothing a
     finished plan refuses is ever visible, to the publisher or anyone."""
 
-    YIELD_EVERY = 20  # files parsed between two turns of the event loop for the writer
+    YIELD_EVERY = 5  # files parsed between two turns of the event loop for the writer
 
     def __init__(self, applier: _Applier) -> None:
         self.applier = applier
