@@ -222,6 +222,15 @@ class Sampler:
         self.connections = max(self.connections, conn.execute(query).fetchone()[0])
 
 
+def settle_idle(dsn: str, wait: float) -> tuple[h.DbStats, float]:
+    """Wait (at most `wait` s) for a quiet machine while the workers have nothing to do.
+    Returns the database's statistics then, and the transactions a second meanwhile."""
+    quiet, began = h.db_stats(dsn), time.monotonic()
+    h.settle(wait, window=1.0)
+    before = h.db_stats(dsn)
+    return before, (before.transactions - quiet.transactions) / (time.monotonic() - began)
+
+
 def run_setup(
     setup: Setup,
     new_database: Callable[[], str],
@@ -244,16 +253,12 @@ def run_setup(
         h.workers(dsn, sandbox.url, setup.workers, env, command, logs) as processes,
         ExitStack() as on,
     ):
-        pids = [p.pid for p in processes]
-        rss = [on.enter_context(h.PeakRss(pid)) for pid in pids]
-        named = {"workers": pids, "sandbox": sandbox.process.pid, "postgres": h.postgres_pid()}
-        named |= {"bench": os.getpid()}
+        rss = [on.enter_context(h.PeakRss(p.pid)) for p in processes]
+        named = {"workers": [p.pid for p in processes], "sandbox": sandbox.process.pid}
+        named |= {"postgres": h.postgres_pid(), "bench": os.getpid()}
         if setup.queue == "redis" and queue:
             named["redis"] = queue[1].pid
-        quiet, began = h.db_stats(dsn), time.monotonic()
-        h.settle(args.wait, window=1.0)
-        before = h.db_stats(dsn)
-        idle = (before.transactions - quiet.transactions) / (time.monotonic() - began)
+        before, idle = settle_idle(dsn, args.wait)
         items = due_items(accounts, args.targets, time.time() + LEAD_S)
         h.insert_targets(dsn, items)
         scheduled = h.db_stats(dsn)
