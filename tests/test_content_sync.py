@@ -479,6 +479,30 @@ async def test_a_duplicate_id_found_late_takes_back_what_was_written_early(user,
     assert again.counts["created"] == 0 and again.counts["unchanged"] == count - 2
 
 
+async def test_a_large_first_sync_with_media_among_its_files(user, repo, caplog):
+    """New posts are written while later files are parsed; the media of those later
+    files (each its own picture) are stored meanwhile, and every post gets its own."""
+    source = await git_source(user, repo)
+    count = sync_module.BATCH_POSTS + 20
+    pictured = range(count - 20, count)  # after the first batch has gone to the writer
+    for index in range(count):
+        extra = ""
+        if index in pictured:
+            repo.write(f"img/{index}.jpg", jpeg_bytes(32 + index % 40, 32))
+            extra = f"media: ../img/{index}.jpg\n"
+        repo.write(f"posts/p{index:04d}.yaml", post_yaml(f"p{index:04d}", extra=extra))
+    repo.commit("many, some with media")
+    result = await sync(source)
+    assert (result.status, result.counts["created"]) == ("ok", count), messages(result)
+    found = await posts_of(source)
+    linked = await PostMedia.objects().where(PostMedia.post.is_in([p.id for p in found.values()]))
+    assert sorted(link.post for link in linked) == sorted(
+        found[f"p{index:04d}"].id for index in pictured
+    )
+    assert len({link.media for link in linked}) == 20
+    assert "early failed" not in caplog.text  # (it would still be right, only slower)
+
+
 async def test_concurrent_syncs_of_one_source_are_serialised(user, repo):
     source = await git_source(user, repo)
     for index in range(30):

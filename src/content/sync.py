@@ -770,7 +770,8 @@ class _EarlyWriter:
         ids = [i.item_id for i in file.items]
         known = not self.seen.isdisjoint(ids)  # both files are refused once all is read
         self.seen.update(ids)
-        only_new = bool(work) and all(i.action == "create" for i in work)
+        # (media are stored by apply(): storing one queries the connection writing now)
+        only_new = bool(work) and all(i.action == "create" and not i.media for i in work)
         if only_new and file.ok and not known and not plan.fatal and self.failed is None:
             specs = await self.applier.specs(file, work)
             if specs is not None:
