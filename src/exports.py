@@ -1,77 +1,58 @@
 """Large data exports, built by a job: the same zip as the streamed export
-(privacy.export_zip), written to OKK_DATA_DIR/exports/<token>.zip with a small JSON
-state file beside it (<token>.json: owner, status, progress, expiry) that the web
-process reads to show progress. The download link is a signed URL that expires
-(export_link_ttl_s); the purge job deletes expired files, and a person's deletion
-deletes theirs."""
+(privacy.export_zip). Progress and expiry live in the data_exports table and the zip in
+the media store under the person's folder (u{id}/exports/<token>.zip), so the web
+process that shows the progress and serves the download may run on another machine than
+the worker that built it. The download link is a signed URL that expires
+(export_link_ttl_s); the purge job deletes expired exports, and a person's deletion
+deletes theirs with the rest of their folder."""
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
 import secrets
 import time
-from pathlib import Path
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from src import privacy
 from src.config import Settings
-from src.db.tables import Media
+from src.db.tables import DataExport, Media
+from src.media import get_store, temp_dir
 from src.security import sign, signed_query
 
 EXPORT_TIMEOUT_S = 6 * 3600
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 ACTIVE = ("queued", "running")
+PROGRESS_EVERY_S = 0.5  # progress rows written at most this often
 
 
-def folder(settings: Settings) -> Path:
-    return settings.data_dir / "exports"
-
-
-def zip_path(settings: Settings, token: str) -> Path:
-    return folder(settings) / f"{token}.zip"
-
-
-def _state_path(settings: Settings, token: str) -> Path:
-    return folder(settings) / f"{token}.json"
+def store_key(user_id: int, token: str) -> str:
+    return f"u{user_id}/exports/{token}.zip"
 
 
 def download_path(token: str) -> str:
     return f"/settings/exports/{token}.zip"
 
 
-def read_state(settings: Settings, token: str) -> dict[str, Any] | None:
+async def find(user_id: int, token: str) -> DataExport | None:
+    """The person's export with this token (None for anyone else's, or a bad token)."""
     if not TOKEN.match(token):
         return None
-    try:
-        return json.loads(_state_path(settings, token).read_text())
-    except (OSError, ValueError):
-        return None
+    return await DataExport.objects().get(
+        (DataExport.token == token) & (DataExport.user == user_id)
+    )
 
 
-def _write_state(settings: Settings, token: str, state: dict[str, Any]) -> None:
-    """Atomic (write then rename), so a reader never sees half a file."""
-    path = _state_path(settings, token)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-    temp.write_text(json.dumps(state))
-    os.replace(temp, path)
-
-
-def _states(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
-    found = []
-    for path in folder(settings).glob("*.json") if folder(settings).is_dir() else []:
-        state = read_state(settings, path.stem)
-        if state is not None:
-            found.append((path.stem, state))
-    return found
-
-
-def latest(settings: Settings, user_id: int) -> tuple[str, dict[str, Any]] | None:
-    mine = [(t, s) for t, s in _states(settings) if s.get("user") == user_id]
-    return max(mine, key=lambda item: item[1].get("created_at", 0), default=None)
+async def latest(user_id: int) -> DataExport | None:
+    return (
+        await DataExport.objects()
+        .where(DataExport.user == user_id)
+        .order_by(DataExport.created_at, ascending=False)
+        .order_by(DataExport.id, ascending=False)
+        .first()
+    )
 
 
 async def media_totals(user_id: int) -> tuple[int, int]:
@@ -80,31 +61,27 @@ async def media_totals(user_id: int) -> tuple[int, int]:
     return len(rows), sum(r["bytes"] or 0 for r in rows)
 
 
+def _stale(export: DataExport, now: datetime) -> bool:
+    """A job that has not finished long after it began died: it blocks nothing."""
+    return export.created_at + timedelta(seconds=EXPORT_TIMEOUT_S) < now
+
+
 async def start(queue: Any, settings: Settings, user_id: int) -> str:
     """Enqueue the export job, unless one of the person's is already on its way."""
-    current = latest(settings, user_id)
-    if (
-        current is not None
-        and current[1].get("status") in ACTIVE
-        and current[1].get("created_at", 0) + EXPORT_TIMEOUT_S > time.time()
-    ):
-        return current[0]  # (a job that died long ago does not block a new one)
+    current = await latest(user_id)
+    if current is not None and current.status in ACTIVE and not _stale(current, _now()):
+        return current.token
     token = secrets.token_urlsafe(24)
     files, total = await media_totals(user_id)
-    _write_state(
-        settings,
-        token,
+    export = DataExport(
         {
-            "user": user_id,
-            "status": "queued",
-            "files_done": 0,
-            "files_total": files,
-            "bytes_done": 0,
-            "bytes_total": total,
-            "created_at": time.time(),
-            "expires_at": None,
-        },
+            DataExport.token: token,
+            DataExport.user: user_id,
+            DataExport.files_total: files,
+            DataExport.bytes_total: total,
+        }
     )
+    await export.save()
     try:
         await queue.enqueue(
             "export_data",
@@ -115,54 +92,71 @@ async def start(queue: Any, settings: Settings, user_id: int) -> str:
             retries=3,  # idempotent; SAQ's Redis sweep can abort a job being picked up
         )
     except Exception:
-        _state_path(settings, token).unlink(missing_ok=True)
+        await export.remove()
         raise
     return token
 
 
 async def build(user_id: int, token: str, settings: Settings) -> dict[str, Any]:
-    """The job: write the zip (the one builder, privacy.export_zip) and its progress."""
-    state = read_state(settings, token)
-    if state is None or state.get("user") != user_id:
+    """The job: write the zip (the one builder, privacy.export_zip) to a temporary file,
+    recording progress, then hand it to the media store."""
+    export = await find(user_id, token)
+    if export is None:
         return {"status": "gone"}
-    state["status"] = "running"
-    _write_state(settings, token, state)
-    target = zip_path(settings, token)
-    part = target.with_suffix(".part")
+    await _update(export, status="running")
+    folder = temp_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / f"export-{token}.part"
+    last = 0.0
 
     async def progress(files_done: int, bytes_done: int) -> None:
-        state.update(files_done=files_done, bytes_done=bytes_done)
-        _write_state(settings, token, state)
+        nonlocal last
+        if time.monotonic() - last >= PROGRESS_EVERY_S or files_done == export.files_total:
+            last = time.monotonic()
+            await _update(export, files_done=files_done, bytes_done=bytes_done)
 
     try:
         with part.open("wb") as out:
             async for chunk in privacy.export_zip(user_id, settings, progress=progress):
                 out.write(chunk)
-        os.replace(part, target)
+        size = part.stat().st_size
+        await get_store(settings).save_file(store_key(user_id, token), part)
     except Exception:
-        with contextlib.suppress(OSError):
-            part.unlink()
-        state["status"] = "failed"
-        _write_state(settings, token, state)
+        await _update(export, status="failed")
         raise
-    if read_state(settings, token) is None:  # the person was deleted meanwhile
-        with contextlib.suppress(OSError):
-            target.unlink()
-        return {"status": "gone"}
-    state.update(
-        status="done",
-        size=target.stat().st_size,
-        expires_at=time.time() + settings.export_link_ttl_s,
+    finally:
+        part.unlink(missing_ok=True)
+    expires = _now() + timedelta(seconds=settings.export_link_ttl_s)
+    done = (
+        await DataExport.update(
+            {DataExport.status: "done", DataExport.size: size, DataExport.expires_at: expires}
+        )
+        .where(DataExport.id == export.id)
+        .returning(DataExport.id)
     )
-    _write_state(settings, token, state)
-    return {"status": "done", "size": state["size"]}
+    if not done:  # the person was deleted meanwhile
+        await get_store(settings).delete(store_key(user_id, token))
+        return {"status": "gone"}
+    return {"status": "done", "size": size}
 
 
-def signed_link(settings: Settings, token: str, state: dict[str, Any]) -> str:
+async def _update(export: DataExport, **values: Any) -> None:
+    for name, value in values.items():
+        setattr(export, name, value)
+    await DataExport.update({getattr(DataExport, n): v for n, v in values.items()}).where(
+        DataExport.id == export.id
+    )
+
+
+def download(export: DataExport, settings: Settings) -> AsyncIterator[bytes]:
+    return get_store(settings).open(store_key(export.user, export.token))
+
+
+def signed_link(settings: Settings, export: DataExport) -> str:
     """The download URL, valid until the export expires."""
-    expires = float(state["expires_at"])
-    query = signed_query(settings.secret_key, download_path(token), 0, now=expires)
-    return f"{download_path(token)}?{query}"
+    expires = export.expires_at.timestamp()
+    query = signed_query(settings.secret_key, download_path(export.token), 0, now=expires)
+    return f"{download_path(export.token)}?{query}"
 
 
 def check_link(settings: Settings, token: str, expires: str, signature: str) -> str:
@@ -176,29 +170,24 @@ def check_link(settings: Settings, token: str, expires: str, signature: str) -> 
         return "bad"
 
 
-def remove(settings: Settings, *, user_id: int | None = None, now: float | None = None) -> int:
-    """Delete the exports of one person (user_id), or every expired one (and leftovers
-    of jobs that died). Returns the number of exports removed."""
-    now = now or time.time()
-    removed = 0
-    for token, state in _states(settings):
-        expires = state.get("expires_at")
-        stale = state.get("created_at", 0) + EXPORT_TIMEOUT_S + settings.export_link_ttl_s < now
-        if user_id is not None:
-            gone = state.get("user") == user_id
-        else:
-            gone = (expires is not None and expires < now) or stale
-        if gone:
-            for path in (zip_path(settings, token), zip_path(settings, token).with_suffix(".part")):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            with contextlib.suppress(OSError):
-                _state_path(settings, token).unlink()
-            removed += 1
-    if user_id is None and folder(settings).is_dir():
-        for path in [*folder(settings).glob("*.zip"), *folder(settings).glob("*.part")]:
-            orphan = not _state_path(settings, path.stem).exists()
-            with contextlib.suppress(OSError):
-                if orphan and path.stat().st_mtime + EXPORT_TIMEOUT_S < now:
-                    path.unlink()
-    return removed
+async def remove(
+    settings: Settings, *, user_id: int | None = None, now: datetime | None = None
+) -> int:
+    """Delete the exports of one person (user_id), or every expired one (and those of
+    jobs that died). Returns the number of exports removed."""
+    now = now or _now()
+    if user_id is not None:
+        where = DataExport.user == user_id
+    else:
+        dead = now - timedelta(seconds=EXPORT_TIMEOUT_S + settings.export_link_ttl_s)
+        where = (DataExport.expires_at < now) | (DataExport.created_at < dead)
+    gone = await DataExport.delete().where(where).returning(DataExport.user, DataExport.token)
+    store = get_store(settings)
+    for row in gone:
+        with contextlib.suppress(FileNotFoundError):
+            await store.delete(store_key(row["user"], row["token"]))
+    return len(gone)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

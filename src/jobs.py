@@ -109,7 +109,7 @@ def _append(path: str, line: str) -> None:
 
 
 async def export_data(ctx: dict[str, Any], *, user_id: int, token: str) -> dict:
-    """Build a large data export into the exports folder, with its progress."""
+    """Build a large data export into the media store, with its progress."""
     from src import exports
 
     return await exports.build(user_id, token, ctx["settings"])

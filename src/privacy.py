@@ -310,7 +310,7 @@ async def _remove_data(user_id: int, settings: Settings) -> None:
     await AuditEvent.delete().where(AuditEvent.user == user_id)
     from src import exports
 
-    exports.remove(settings, user_id=user_id)
+    await exports.remove(settings, user_id=user_id)
 
 
 async def purge(settings: Settings) -> dict[str, int]:
@@ -322,7 +322,7 @@ async def purge(settings: Settings) -> dict[str, int]:
         done += finished
     from src import exports
 
-    removed = exports.remove(settings)  # expired data exports
+    removed = await exports.remove(settings)  # expired data exports
     return {"pending": len(rows) - done, "finished": done, "exports_removed": removed}
 
 

@@ -103,7 +103,10 @@ def test_the_worker_builds_a_large_export_from_the_bucket(fresh_server, s3):
     archive = zipfile.ZipFile(io.BytesIO(browser.get(link).content))
     (name,) = [n for n in archive.namelist() if n.startswith("media/")]
     assert archive.read(name) == picture
-    assert s3.keys("export-job/")  # the media went to the bucket, none to the data folder
+    # The media and the built zip are in the bucket (any web process can serve the link),
+    # nothing in the data folder.
+    keys = s3.keys("export-job/")
+    assert any("/exports/" in key and key.endswith(".zip") for key in keys), keys
     assert not [p for p in (Path(app.env["OKK_DATA_DIR"]) / "media").rglob("*") if p.is_file()]
 
 

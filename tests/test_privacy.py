@@ -22,6 +22,7 @@ from src.db.tables import (
     Account,
     AuditEvent,
     ContentSource,
+    DataExport,
     Feedback,
     Media,
     Post,
@@ -194,6 +195,7 @@ async def rows_of(user_id: int, post_ids, media_ids, source_ids) -> dict[str, in
         "sync_runs": await SyncRun.count().where(SyncRun.source.is_in(source_ids)),
         "audit_events": await AuditEvent.count().where(AuditEvent.user == user_id),
         "feedback": await Feedback.count().where(Feedback.user == user_id),
+        "data_exports": await DataExport.count().where(DataExport.user == user_id),
     }
     assert set(found) | {"worker_heartbeats"} == {t._meta.tablename for t in TABLES}
     return found

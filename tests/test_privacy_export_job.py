@@ -9,15 +9,19 @@ import html
 import io
 import json
 import re
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from src import exports
 from src.config import get_settings
 from src.security import signed_query
+from tests.appserver import ROOT
 from tests.browser import Browser
 from tests.media_samples import jpeg_bytes
 from tests.test_privacy import issued_tokens
@@ -32,6 +36,30 @@ def app(fresh_server):
 
 def settings_of(app):
     return dataclasses.replace(get_settings(), data_dir=Path(app.env["OKK_DATA_DIR"]))
+
+
+def media_root(app) -> Path:
+    return Path(app.env["OKK_DATA_DIR"]) / "media"
+
+
+def sql(app, query: str, *args: object) -> list[tuple]:
+    """Rows from the app's own database (each fresh_server has one)."""
+    with psycopg.connect(app.env["OKK_DATABASE_URL"], autocommit=True) as conn:
+        cursor = conn.execute(query, args)
+        return cursor.fetchall() if cursor.description else []
+
+
+def purge_expired(app) -> int:
+    """The purge job's export step, run as the app runs it: its database, its store."""
+    code = (
+        "import asyncio; from src import exports; from src.config import get_settings; "
+        "print(asyncio.run(exports.remove(get_settings())))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=app.env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
 
 
 def person(app, *, upload: bool) -> tuple[Browser, str, bytes]:
@@ -97,21 +125,34 @@ def test_large_export_is_built_by_a_job_with_progress_and_a_signed_link(app):
     shown, link = wait_for_link(browser)
     assert "Download your export" in shown[-1] and "expires" in shown[-1]
 
-    (token, state), *_ = [(t, s) for t, s in exports._states(settings)]
-    assert state["status"] == "done" and state["files_done"] == state["files_total"] == 1
-    assert state["bytes_done"] == state["bytes_total"] == len(picture)
-    assert exports.zip_path(settings, token).is_file()
+    ((user_id, token, status, files, files_total, done, total),) = sql(
+        app,
+        "SELECT e.user, token, status, files_done, files_total, bytes_done, bytes_total "
+        "FROM data_exports e JOIN users u ON u.id = e.user WHERE u.email = %s",
+        email,
+    )
+    assert status == "done" and files == files_total == 1
+    assert done == total == len(picture)
+    # The zip is in the media store (here the local folder), under the person's folder.
+    assert (media_root(app) / exports.store_key(user_id, token)).is_file()
     assert link.startswith(f"/settings/exports/{token}.zip?expires=")
     # While a job runs, the partial shows its progress (rows and bytes) and keeps polling.
-    running = {**state, "status": "running", "files_done": 1, "files_total": 3}
-    running.update(bytes_done=3 * 1048576, bytes_total=9 * 1048576, created_at=time.time() + 1)
-    exports._write_state(settings, "r" * 32, running)
+    sql(
+        app,
+        'INSERT INTO data_exports (token, "user", status, files_done, files_total, '
+        "bytes_done, bytes_total, created_at) "
+        "VALUES (%s, %s, 'running', 1, 3, %s, %s, now() + interval '1 second')",
+        "r" * 32,
+        user_id,
+        3 * 1048576,
+        9 * 1048576,
+    )
     part = browser.get("/settings/export/status").text
     assert "Building your export: 1 of 3 files, 3.0 of 9.0 MB" in part
     assert 'hx-trigger="every' in part and "<progress" in part
     assert browser.get("/settings/export").status_code in (302, 303)  # no second job
-    assert len(exports._states(settings)) == 2
-    exports._state_path(settings, "r" * 32).unlink()
+    assert sql(app, 'SELECT count(*) FROM data_exports WHERE "user" = %s', user_id) == [(2,)]
+    sql(app, "DELETE FROM data_exports WHERE token = %s", "r" * 32)
 
     got = browser.get(link)
     assert got.status_code == 200, got.text
@@ -147,24 +188,32 @@ def test_large_export_is_built_by_a_job_with_progress_and_a_signed_link(app):
 
 
 def test_expired_exports_are_purged_and_deletion_removes_them(app):
-    settings = settings_of(app)
-    tokens = []
+    zips = []
     for _ in range(2):
         browser, email, _ = person(app, upload=True)
         assert browser.get("/settings/export").status_code in (302, 303)
         wait_for_link(browser)
-        (new,) = {t for t, _ in exports._states(settings)} - set(tokens)
-        tokens.append(new)
-    one, two = tokens
-    # Expire the first export: the purge removes it (zip and state), the other stays.
-    state = exports.read_state(settings, one)
-    state["expires_at"] = time.time() - 1
-    exports._write_state(settings, one, state)
-    assert exports.remove(settings) == 1
-    assert not exports.zip_path(settings, one).exists()
-    assert exports.read_state(settings, one) is None
-    assert exports.zip_path(settings, two).is_file()
+        ((user_id, token),) = sql(
+            app,
+            'SELECT e."user", token FROM data_exports e JOIN users u ON u.id = e."user" '
+            "WHERE u.email = %s",
+            email,
+        )
+        zips.append((token, media_root(app) / exports.store_key(user_id, token)))
+    (one, zip_one), (two, zip_two) = zips
+    assert zip_one.is_file() and zip_two.is_file()
+    # Expire the first export: the purge removes it (zip and row), the other stays.
+    sql(
+        app,
+        "UPDATE data_exports SET expires_at = now() - interval '1 second' WHERE token = %s",
+        one,
+    )
+    assert purge_expired(app) == 1
+    assert not zip_one.exists()
+    assert sql(app, "SELECT token FROM data_exports") == [(two,)]
+    assert zip_two.is_file()
     # The second person (still signed in as `browser`) deletes their account.
     done = browser.follow(browser.post("/settings/delete", {"confirm_email": email}))
     assert done.status_code == 200 and "account is deleted" in done.text
-    assert not list(exports.folder(settings).iterdir())
+    assert not zip_two.exists()
+    assert sql(app, "SELECT token FROM data_exports") == []

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from piccolo.columns import (
     JSONB,
+    BigInt,
     Boolean,
     ForeignKey,
     Integer,
@@ -182,6 +183,23 @@ class Feedback(Stamped, tablename="feedback"):
     message = Text()
 
 
+class DataExport(Stamped, tablename="data_exports"):
+    """A large data export built by a job: its progress for the Settings page and, once
+    done, the zip in the media store (u{user}/exports/{token}.zip), so any web process on
+    any machine can serve it."""
+
+    id = Serial(primary_key=True)
+    token = Varchar(length=64, unique=True, secret=True)
+    user = ForeignKey(User, on_delete=OnDelete.cascade, index=True)
+    status = Varchar(length=16, default="queued")  # queued | running | done | failed
+    files_done = Integer(default=0)
+    files_total = Integer(default=0)
+    bytes_done = BigInt(default=0)
+    bytes_total = BigInt(default=0)
+    size = BigInt(null=True, default=None)
+    expires_at = Timestamptz(null=True, default=None)
+
+
 class WorkerHeartbeat(Stamped, tablename="worker_heartbeats"):
     """One row per worker process; /healthz reads the newest."""
 
@@ -202,5 +220,6 @@ TABLES: list[type[Table]] = [
     SyncRun,
     AuditEvent,
     Feedback,
+    DataExport,
     WorkerHeartbeat,
 ]

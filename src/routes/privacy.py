@@ -4,7 +4,6 @@ the operator view (instance owner only), which deletes through the same path."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,7 +15,7 @@ from litestar.exceptions import HTTPException, NotFoundException, PermissionDeni
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Body, FromPath
 from litestar.plugins.flash import flash
-from litestar.response import File, Redirect, Stream, Template
+from litestar.response import Redirect, Stream, Template
 
 from src import audit, exports, privacy
 from src.db.tables import Account, PostTarget, User
@@ -82,20 +81,16 @@ class PrivacyController(Controller):
     @get("/export/status", cache=False)
     async def export_status(self, request: Request) -> Template:
         settings = request.app.state.settings
-        found = exports.latest(settings, current_user(request).id)
-        token, state = found if found else ("", None)
-        if state and state.get("status") == "done" and state["expires_at"] < time.time():
-            state = None  # expired, awaiting the purge
-        link = ""
-        if state and state.get("status") == "done":
-            link = exports.signed_link(settings, token, state)
-            state["expires"] = datetime.fromtimestamp(state["expires_at"], UTC)
-        return render(request, "partials/export_status.html", export=state, link=link)
+        export = await exports.latest(current_user(request).id)
+        if export and export.status == "done" and export.expires_at < datetime.now(UTC):
+            export = None  # expired, awaiting the purge
+        link = exports.signed_link(settings, export) if export and export.status == "done" else ""
+        return render(request, "partials/export_status.html", export=export, link=link)
 
     @get("/exports/{name:str}", cache=False)
     async def export_download(
         self, request: Request, name: str, expires: str = "", signature: str = ""
-    ) -> File:
+    ) -> Stream:
         settings = request.app.state.settings
         token = name.removesuffix(".zip")
         verdict = exports.check_link(settings, token, expires, signature)
@@ -106,16 +101,18 @@ class PrivacyController(Controller):
                 status_code=410,
                 detail="This download link has expired. Start a new export from Settings.",
             )
-        state = exports.read_state(settings, token)
-        path = exports.zip_path(settings, token)
-        if state is None or state.get("user") != current_user(request).id or not path.is_file():
+        export = await exports.find(current_user(request).id, token)
+        if export is None or export.status != "done":
             raise NotFoundException("No such export.")
-        stamp = datetime.fromtimestamp(state["created_at"], UTC).strftime("%Y%m%d")
-        return File(
-            path,
-            filename=f"okktopus-export-{stamp}.zip",
+        stamp = export.created_at.strftime("%Y%m%d")
+        return Stream(
+            exports.download(export, settings),
             media_type="application/zip",
-            headers={"cache-control": "no-store"},
+            headers={
+                "content-disposition": f'attachment; filename="okktopus-export-{stamp}.zip"',
+                "content-length": str(export.size),
+                "cache-control": "no-store",
+            },
         )
 
     @post("/delete")
