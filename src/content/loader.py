@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -280,7 +280,7 @@ class ParsedFile:
 
     @property
     def ok(self) -> bool:
-        return not any(p.severity == "error" for p in self.problems)
+        return not self.problems or not any(p.severity == "error" for p in self.problems)
 
     def line(self, place: Path_) -> int | None:
         return self.locator.line(place) if self.locator else None
@@ -378,6 +378,11 @@ def _account_ref(ref: Any) -> tuple[str, str] | str:
     """(platform, handle) from "platform:handle", or what is wrong with it."""
     if not isinstance(ref, str):
         return f"an account must be text like x:@handle, not {_kind(ref)}"
+    return _account_text(ref)
+
+
+@lru_cache(maxsize=4096)  # (a source names the same few accounts in every file)
+def _account_text(ref: str) -> tuple[str, str] | str:
     platform, sep, handle = ref.partition(":")
     platform, handle = platform.strip().lower(), handle.strip().lstrip("@").strip()
     if not sep:
