@@ -20,7 +20,12 @@ def client() -> httpx.AsyncClient:
     if _client is None or _client.is_closed:
         _client = httpx.AsyncClient(
             timeout=DEFAULT_TIMEOUT,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            # An idle connection is dropped a second before the common 5 s server
+            # keep-alive (uvicorn's default): reusing one the server is closing fails
+            # a POST whose fate is then unknown.
+            limits=httpx.Limits(
+                max_connections=200, max_keepalive_connections=50, keepalive_expiry=4.0
+            ),
             headers={"User-Agent": "OKKTOPUS/0.1"},
         )
     return _client

@@ -322,6 +322,14 @@ def _retry_outcome(item: Claimed, exc: PlatformError) -> dict[str, Any]:
 
 async def _record(worker: str, item: Claimed, outcome: dict[str, Any]) -> None:
     """Store the outcome, only while our claim still holds."""
+    if outcome.get("last_error"):  # platform messages only: never a token or a body
+        log.info(
+            "target %s (attempt %s) %s: %s",
+            item.id,
+            item.attempts,
+            outcome["status"],
+            outcome["last_error"],
+        )
     columns = ["status = {}", "claimed_by = NULL", "updated_at = now()"]
     values: list[Any] = [outcome["status"]]
     for key in (
