@@ -29,7 +29,13 @@ from src.routes import posts as posts_routes
 from src.routes import privacy as privacy_routes
 from src.routes import settings as settings_routes
 from src.signin import OidcProvider, client_config
-from src.web import CurrentUserMiddleware, http_error, not_authorized, register_filters
+from src.web import (
+    CurrentUserMiddleware,
+    StaleCsrfCookieMiddleware,
+    http_error,
+    not_authorized,
+    register_filters,
+)
 
 PUBLIC_PREFIXES = ["/static", "/sandbox", "/healthz"]
 
@@ -125,7 +131,11 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
     app = Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
-        middleware=[session_config.middleware, CurrentUserMiddleware()],
+        middleware=[
+            StaleCsrfCookieMiddleware(csrf_config.secret, csrf_config.cookie_name),
+            session_config.middleware,
+            CurrentUserMiddleware(),
+        ],
         stores=StoreRegistry(stores={"sessions": PostgresSessionStore()}),
         csrf_config=csrf_config,
         template_config=template_config,

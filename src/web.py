@@ -3,6 +3,7 @@ the common context, and turning errors into pages (or htmx redirects)."""
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,6 +13,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
+from litestar.middleware.csrf import CSRF_SECRET_LENGTH, generate_csrf_hash
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -34,6 +36,36 @@ class CurrentUserMiddleware(ASGIMiddleware):
             user = await User.objects().get(User.id == user_id)
         scope["user"] = user  # type: ignore[typeddict-unknown-key]
         await next_app(scope, receive, send)
+
+
+class StaleCsrfCookieMiddleware(ASGIMiddleware):
+    """After the operator changes OKK_SECRET_KEY, the browser's csrftoken cookie no longer
+    verifies, and Litestar keeps it on page loads: every form would be refused until the
+    person cleared their cookies. A page load drops such a cookie from the request, so a
+    fresh one is issued with the page."""
+
+    scopes = ("http",)  # type: ignore[assignment]
+
+    def __init__(self, secret: str, cookie_name: str) -> None:
+        self.secret, self.prefix = secret, f"{cookie_name}="
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope["method"] in ("GET", "HEAD"):
+            scope["headers"] = [
+                (name, self._without_stale(value) if name == b"cookie" else value)
+                for name, value in scope["headers"]
+            ]
+        await next_app(scope, receive, send)
+
+    def _without_stale(self, header: bytes) -> bytes:
+        parts = header.decode("latin-1").split(";")
+        kept = [p for p in parts if not p.strip().startswith(self.prefix) or self._valid(p)]
+        return ";".join(kept).encode("latin-1")
+
+    def _valid(self, part: str) -> bool:
+        token = part.strip()[len(self.prefix) :].strip('"')
+        secret, signature = token[:CSRF_SECRET_LENGTH], token[CSRF_SECRET_LENGTH:]
+        return hmac.compare_digest(signature, generate_csrf_hash(secret, self.secret))
 
 
 def current_user(connection: ASGIConnection) -> User | None:

@@ -61,6 +61,23 @@ def test_csrf_token_in_form_field_passes(server):
     assert browser.get("/calendar").status_code == 302
 
 
+def test_forms_work_again_after_a_page_load_when_the_secret_key_changed(fresh_server):
+    """An operator rotates OKK_SECRET_KEY: the browser's old csrftoken cookie no longer
+    verifies. The next page load issues a fresh one instead of refusing every form."""
+    before = fresh_server(OKK_SECRET_KEY="the-old-secret-key-" + "a" * 32)
+    after = fresh_server(OKK_SECRET_KEY="the-new-secret-key-" + "b" * 32)
+    old = Browser(before.url)
+    old.csrf_token()  # the browser now holds a cookie signed with the old key
+    stale = old.http.cookies["csrftoken"]
+    browser = Browser(after.url)
+    browser.http.cookies.update(old.http.cookies)  # same host, the server restarted
+    page = browser.get("/privacy")
+    assert page.status_code == 200
+    assert browser.http.cookies["csrftoken"] != stale  # replaced with the page
+    done = browser.post("/auth/logout")
+    assert done.status_code in (302, 303), done.text
+
+
 def test_cookies_are_httponly_and_samesite_lax(server):
     browser = Browser(server.url)
     consent = browser.start_sign_in()
