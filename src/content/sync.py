@@ -351,7 +351,10 @@ async def build_changes_plan(
             to_read.append((file, target))
     protected = await _parse_files(to_read, snapshot, settings)
     ids = {i.id for f, _ in to_read if f.parsed for i in f.parsed.items} | protected
-    rows = await posts.source_posts(source_id, item_ids=sorted(ids), paths=sorted(touched))
+    rows, plan.untouched = await asyncio.gather(  # (two connections, one wait)
+        posts.source_posts(source_id, item_ids=sorted(ids), paths=sorted(touched)),
+        posts_count(source_id, besides=touched),
+    )
     by_id = {r["source_item_id"]: r for r in rows}
     await _plan_items(plan, [f for f, _ in to_read], snapshot, by_id, book, now)
     for file in plan.files:  # an id still defined by a file this commit did not touch
@@ -370,7 +373,6 @@ async def build_changes_plan(
                     item.item_id,
                 )
     _finish(plan, by_id, protected, touched)
-    plan.untouched = await posts_count(source_id, besides=touched)
     return plan
 
 
