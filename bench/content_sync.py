@@ -5,7 +5,7 @@ var/bench/pg unless OKK_BENCH_DATABASE_URL names a server). Prints:
 - the first sync's time next to the time to merely read and parse the same files with
   PyYAML's C loader, measured in the same run (target: at most 3x);
 - a re-sync of the unchanged commit (target: at most 100 ms);
-- a commit changing one file (target: at most 5% of the first sync);
+- a commit changing one file, the median of three (target: at most 5% of the first sync);
 - the peak RSS of this process (target: at most 300 MB).
 
     .venv/bin/python bench/content_sync.py [--files 10000]
@@ -176,17 +176,18 @@ async def run(count: int, folder: Path) -> None:
             assert again.status == "unchanged", again
         resync_s = sorted(times)[len(times) // 2]
 
-        changed = work / "posts" / "00" / "post-00042.yaml"
-        changed.write_text(post_file(42, start, variant=" (edited)"))
-        git("commit", "--quiet", "-am", "edit one post", cwd=work)
-        git("push", "--quiet", "origin", "main", cwd=work)
-        started = time.perf_counter()
-        one = await sync_source(source.id, settings, trigger="bench")
-        one_s = time.perf_counter() - started
-        one_timings = one.timings
-        assert one.counts == {"created": 0, "updated": 1, "cancelled": 0, "unchanged": count - 1}, (
-            one.counts
-        )
+        ones = []  # three commits, each changing another file (one sample is too noisy)
+        for i in (42, 43, 44):
+            changed = work / "posts" / "00" / f"post-{i:05d}.yaml"
+            changed.write_text(post_file(i, start, variant=" (edited)"))
+            git("commit", "--quiet", "-am", "edit one post", cwd=work)
+            git("push", "--quiet", "origin", "main", cwd=work)
+            started = time.perf_counter()
+            one = await sync_source(source.id, settings, trigger="bench")
+            ones.append((time.perf_counter() - started, one.timings))
+            expected = {"created": 0, "updated": 1, "cancelled": 0, "unchanged": count - 1}
+            assert one.counts == expected, one.counts
+        one_s, one_timings = sorted(ones, key=lambda o: o[0])[len(ones) // 2]
     finally:
         await engine.close_connection_pool()
 
@@ -209,7 +210,7 @@ async def run(count: int, folder: Path) -> None:
         f"              (target <= 100 ms) {verdict(resync_s <= 0.1)}"
     )
     print(
-        f"sync of a commit changing one file     {one_s:>10.2f} s   = {share:.1%} of first"
+        f"one-file commit sync (median of 3)     {one_s:>10.2f} s   = {share:.1%} of first"
         f" (target <= 5%)   {verdict(share <= 0.05)}"
     )
     print(
