@@ -553,6 +553,25 @@ async def test_the_local_folder_source(user, tmp_path):
     assert (await sync(source)).counts["cancelled"] == 1
 
 
+async def test_a_local_folder_with_a_changed_picture_updates_its_post(user, tmp_path):
+    """A folder has no commits: replacing only a picture must still count as a change."""
+    folder = tmp_path / "content"
+    (folder / "img").mkdir(parents=True)
+    (folder / "img" / "a.jpg").write_bytes(jpeg_bytes(640, 480))
+    (folder / "p.yaml").write_text(post_yaml("p", extra="media: img/a.jpg\n"))
+    source = await service.add_local(user, unique("folder"), folder)
+    assert (await sync(source)).counts["created"] == 1
+    post = (await posts_of(source))["p"]
+    (before,) = await PostMedia.objects().where(PostMedia.post == post.id)
+    (folder / "img" / "a.jpg").write_bytes(jpeg_bytes(800, 600))  # same name, new picture
+    result = await sync(source)
+    assert result.status == "ok" and result.counts["updated"] == 1
+    (after,) = await PostMedia.objects().where(PostMedia.post == post.id)
+    assert after.media != before.media
+    assert (await Media.objects().get(Media.id == after.media)).width == 800
+    assert (await sync(source)).status == "unchanged"
+
+
 async def test_a_crashed_sync_records_it_and_releases_the_lock(user, repo, monkeypatch):
     from src.content import sync as sync_module
 

@@ -208,8 +208,9 @@ def _sha1(data: bytes) -> str:
 
 class LocalSnapshot(Snapshot):
     """A folder on this machine (the repository's content/ by default). Its "commit" is a
-    digest of every post file's path and content, so an unchanged folder syncs as
-    unchanged."""
+    digest of every file's path and content (post files) or size and modification time
+    (media, hashed only when a post names them), so an unchanged folder syncs as
+    unchanged and a replaced picture does not."""
 
     def __init__(self, root: Path, subpath: str = "") -> None:
         super().__init__()
@@ -221,7 +222,7 @@ class LocalSnapshot(Snapshot):
         self._content: dict[str, bytes] = {}
         self._scan()
         digest = hashlib.sha1(usedforsecurity=False)
-        for path in sorted(self._content):
+        for path in sorted(self._entries):
             digest.update(f"{path}\0{self._entries[path].blob}\0".encode())
         self.commit = "local-" + digest.hexdigest()[:12]
 
