@@ -33,7 +33,7 @@ import _harness as h
 import httpx2
 
 from src.config import Settings
-from src.publishing import ACCOUNT_CONCURRENCY, PLATFORM_CONCURRENCY
+from src.publishing import ACCOUNT_CONCURRENCY, platform_concurrency
 
 LEAD_S = 1.5  # targets are written this long before they fall due
 WARMUP = 300  # bare requests before the measured loop (connections, sandbox caches)
@@ -43,12 +43,12 @@ MB = 1024 * 1024
 def engine_concurrency(settings: Settings, accounts: int) -> tuple[int, str]:
     """How many POSTs the engine can have in flight in one worker process."""
     claimed = settings.publish_loops * settings.publish_batch
-    platform = PLATFORM_CONCURRENCY["x"]
+    platform = platform_concurrency(settings, "x")
     per_account = ACCOUNT_CONCURRENCY * accounts
     effective = min(claimed, platform, per_account)
     why = (
         f"min(publish_loops {settings.publish_loops} x publish_batch "
-        f"{settings.publish_batch} = {claimed} claimed, PLATFORM_CONCURRENCY['x'] = "
+        f"{settings.publish_batch} = {claimed} claimed, publish_concurrency for x = "
         f"{platform}, ACCOUNT_CONCURRENCY {ACCOUNT_CONCURRENCY} x {accounts} accounts = "
         f"{per_account}) = {effective}"
     )

@@ -120,7 +120,7 @@ def worker() -> None:
     async def main() -> None:
         from src.db.engine import close_pool, start_pool
 
-        await start_pool(min_size=1, max_size=12)
+        await start_pool(min_size=1, max_size=settings.db_pool_size)
         worker = make_worker(settings, make_queue(settings))
         try:
             await worker.queue.connect()

@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await start_pool(min_size=1, max_size=12)
+        await start_pool(min_size=1, max_size=settings.db_pool_size)
         queue = jobs.make_queue(settings)
         await queue.connect()
         app.state.queue = queue

@@ -31,10 +31,12 @@ class Settings:
     database_url: str = ""  # unset: embedded PostgreSQL in data_dir
     queue_url: str = ""  # unset: the same PostgreSQL; redis://… uses Redis
     worker_concurrency: int = 20
+    db_pool_size: int = 12  # PostgreSQL connections per process (SAQ's queue adds its own)
     http_timeout_s: float = 30.0  # outbound calls to platforms
     publish_loops: int = 4  # concurrent claim-and-publish loops per worker
     publish_batch: int = 50  # targets claimed at once by a loop
     publish_poll_s: float = 0.5  # longest sleep when nothing is due
+    publish_concurrency: int = 32  # requests in flight per platform per worker (TikTok: half)
     claim_lease_s: int = 120  # a claim without a checkpoint this long is presumed dead
     refresh_cron: str = "* * * * * */20"  # token refresh job (cron with seconds last)
     worker_shutdown_grace_s: int = 2  # jobs cut short resume safely (claims + sweeper)

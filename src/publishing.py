@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 100
 MAX_ATTEMPTS = 8  # transient failures; rate limits defer without counting
-PLATFORM_CONCURRENCY = {"x": 32, "facebook": 32, "instagram": 32, "tiktok": 16}
+# Share of settings.publish_concurrency per platform: TikTok allows fewer calls at once.
+PLATFORM_SHARE = {"x": 1.0, "facebook": 1.0, "instagram": 1.0, "tiktok": 0.5}
 ACCOUNT_CONCURRENCY = 2
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 15 * 60
@@ -109,11 +110,18 @@ async def sweep(lease_s: float) -> int:
 
 
 # -- one batch ---------------------------------------------------------------------------
+def platform_concurrency(settings: Settings, platform: str) -> int:
+    """Requests in flight to one platform from one worker process."""
+    return max(1, int(settings.publish_concurrency * PLATFORM_SHARE.get(platform, 0.25)))
+
+
 class Limits:
     """Per-platform and per-account concurrency, shared by every batch of a worker."""
 
-    def __init__(self) -> None:
-        self.platforms = {p: asyncio.Semaphore(n) for p, n in PLATFORM_CONCURRENCY.items()}
+    def __init__(self, settings: Settings) -> None:
+        self.platforms = {
+            p: asyncio.Semaphore(platform_concurrency(settings, p)) for p in PLATFORM_SHARE
+        }
         self.accounts: dict[int, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(ACCOUNT_CONCURRENCY)
         )
@@ -122,10 +130,10 @@ class Limits:
 _limits: Limits | None = None
 
 
-def limits() -> Limits:
+def limits(settings: Settings) -> Limits:
     global _limits
     if _limits is None:
-        _limits = Limits()
+        _limits = Limits(settings)
     return _limits
 
 
@@ -160,9 +168,11 @@ async def _load_context(claimed: list[Claimed]) -> Context:
 
 async def _run(settings: Settings, worker: str, item: Claimed, context: Context) -> None:
     account = context.accounts[item.account]
-    lim = limits()
+    lim = limits(settings)
     async with (
-        lim.platforms.setdefault(account.platform, asyncio.Semaphore(8)),
+        lim.platforms.setdefault(
+            account.platform, asyncio.Semaphore(platform_concurrency(settings, account.platform))
+        ),
         lim.accounts[account.id],
     ):
         try:

@@ -57,6 +57,16 @@ def test_printing_the_settings_shows_no_secret(tmp_path: Path):
             assert part not in printed
 
 
+def test_requests_in_flight_per_platform_follow_the_setting(tmp_path: Path):
+    from src.publishing import Limits
+
+    default = Limits(load_settings(env={"OKK_DATA_DIR": str(tmp_path)}))
+    assert default.platforms["x"]._value == 32 and default.platforms["tiktok"]._value == 16
+    env = {"OKK_DATA_DIR": str(tmp_path), "OKK_PUBLISH_CONCURRENCY": "128"}
+    wide = Limits(load_settings(env=env))
+    assert wide.platforms["instagram"]._value == 128 and wide.platforms["tiktok"]._value == 64
+
+
 def test_development_secrets_are_generated_once_and_private(tmp_path: Path):
     first = load_settings(env={"OKK_DATA_DIR": str(tmp_path)})
     second = load_settings(env={"OKK_DATA_DIR": str(tmp_path)})
