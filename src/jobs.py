@@ -183,9 +183,10 @@ def make_worker(settings: Settings, queue: Queue) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         me = worker_id()
+        pace = publishing.Pace()
         ctx["background"] = [asyncio.create_task(_heartbeat_loop(me))] + [
-            asyncio.create_task(publishing.dispatch_loop(settings, me))
-            for _ in range(settings.publish_loops)
+            asyncio.create_task(publishing.dispatch_loop(settings, me, pace, lead=index == 0))
+            for index in range(settings.publish_loops)
         ]
         ctx["background"] += _watchers(settings, queue)
 

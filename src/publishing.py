@@ -9,6 +9,7 @@ platform before repeating a step that may already have happened."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -137,12 +138,16 @@ def limits(settings: Settings) -> Limits:
     return _limits
 
 
-async def publish_batch(settings: Settings, worker: str, limit: int = BATCH) -> int:
+async def publish_batch(
+    settings: Settings, worker: str, limit: int = BATCH, pace: Pace | None = None
+) -> int:
     """Claim up to `limit` due targets and publish them. Returns how many were claimed."""
     claim_id = f"{worker}/{secrets.token_hex(4)}"  # fences this batch's writes
     claimed = await claim(claim_id, limit)
     if not claimed:
         return 0
+    if pace is not None and len(claimed) == limit:
+        await pace.wake()  # a full batch: more may be due, for the loops that wait
     context = await _load_context(claimed)
     await asyncio.gather(*(_run(settings, claim_id, item, context) for item in claimed))
     await posts.refresh_statuses(list({item.post for item in claimed}))
@@ -379,15 +384,42 @@ async def idle_wait(max_wait: float) -> float:
     return min(max(float(wait), 0.01), max_wait)
 
 
-async def dispatch_loop(settings: Settings, worker: str) -> None:
+class Pace:
+    """Shared by one worker's claim loops. When nothing is due only the lead loop asks
+    PostgreSQL when to look again (the others would ask the same question); a claim that
+    fills a whole batch wakes the others at once, since more may be due. They also look
+    by themselves every FOLLOWER_POLL_S, in case a wake-up came while they were busy."""
+
+    FOLLOWER_POLL_S = 5.0
+
+    def __init__(self) -> None:
+        self._more = asyncio.Condition()
+
+    async def wake(self) -> None:
+        async with self._more:
+            self._more.notify_all()
+
+    async def wait(self) -> None:
+        async with self._more:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._more.wait(), self.FOLLOWER_POLL_S)
+
+
+async def dispatch_loop(
+    settings: Settings, worker: str, pace: Pace | None = None, lead: bool = True
+) -> None:
     """Publish due targets as long as the worker runs. Several loops per worker share
     the claims through SKIP LOCKED, as do loops of other workers."""
     while True:
         try:
-            claimed = await publish_batch(settings, worker, settings.publish_batch)
+            claimed = await publish_batch(settings, worker, settings.publish_batch, pace)
         except Exception:
             log.exception("publishing batch failed; trying again shortly")
             await asyncio.sleep(1)
             continue
-        if not claimed:
+        if claimed:
+            continue
+        if lead or pace is None:
             await asyncio.sleep(await idle_wait(settings.publish_poll_s))
+        else:
+            await pace.wait()
