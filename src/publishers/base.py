@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from src import http
 from src.filechunks import file_chunks
 
 
@@ -22,6 +23,33 @@ def expires_at(seconds: Any) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return datetime.now(UTC) + timedelta(seconds=value) if value > 0 else None
+
+
+def json_object(response: http.Response) -> dict[str, Any]:
+    """A response's JSON object; {} for anything else (an HTML error page, a list)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def network_error(platform: str, error: Exception) -> PlatformError:
+    """A timeout or a connection failure: transient, retried later."""
+    what = "timed out" if isinstance(error, http.TimeoutException) else "could not be reached"
+    message = f"{platform} {what} ({type(error).__name__})."
+    return PlatformError("transient", message, code="network")
+
+
+def oauth_token_set(body: dict[str, Any], scopes: list[str]) -> TokenSet:
+    """The tokens of an OAuth 2.0 token response (RFC 6749 §5.1 names)."""
+    return TokenSet(
+        access_token=body["access_token"],
+        refresh_token=body.get("refresh_token") or None,
+        access_expires_at=expires_at(body.get("expires_in")),
+        refresh_expires_at=expires_at(body.get("refresh_expires_in")),
+        scopes=scopes,
+    )
 
 
 @dataclass

@@ -28,7 +28,9 @@ from src.publishers.base import (
     StepResult,
     TokenSet,
     Unconfirmed,
-    expires_at,
+    json_object,
+    network_error,
+    oauth_token_set,
 )
 
 PLATFORM = "tiktok"
@@ -179,7 +181,7 @@ class TikTokPublisher:
             response = await self._oauth_call(self.token_url, form)
         except http.HTTPError as error:
             raise ConnectError(UNAVAILABLE) from error
-        body = _json(response)
+        body = json_object(response)
         if response.status_code >= 500 or body.get("error") == "server_error":
             raise ConnectError(UNAVAILABLE)
         if response.status_code != 200 or not body.get("access_token"):
@@ -217,8 +219,8 @@ class TikTokPublisher:
         try:
             response = await self._oauth_call(self.token_url, form)
         except http.HTTPError as error:
-            raise _network_error(error) from error
-        body = _json(response)
+            raise network_error("TikTok", error) from error
+        body = json_object(response)
         if response.status_code != 200 or not body.get("access_token"):
             raise _oauth_error(response, body, "refresh the TikTok connection")
         # Rotation: "the previous refresh token stops working once a new one is issued",
@@ -234,8 +236,8 @@ class TikTokPublisher:
                 f"{self.endpoints.api_url}/v2/oauth/revoke/", {"token": tokens.access_token}
             )
         except http.HTTPError as error:
-            raise _network_error(error) from error
-        body = _json(response)
+            raise network_error("TikTok", error) from error
+        body = json_object(response)
         if response.status_code != 200 or body.get("error"):
             raise _oauth_error(response, body, "revoke access at TikTok")
 
@@ -434,7 +436,7 @@ class TikTokPublisher:
                 timeout=self.timeout,
             )
         except http.HTTPError as error:
-            failure = _network_error(error)
+            failure = network_error("TikTok", error)
             if isinstance(error, NOT_SENT):
                 failure.code = "not_sent"
             raise failure from error
@@ -448,7 +450,7 @@ def make(endpoints: Endpoints, timeout: float = DEFAULT_TIMEOUT) -> TikTokPublis
 # -- responses -> values and errors --------------------------------------------------------
 def envelope_data(response: http.Response) -> dict[str, Any]:
     """{"data", "error": {"code", "message", "log_id"}}: success only when code is "ok"."""
-    body = _json(response)
+    body = json_object(response)
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     code = str(error.get("code") or "")
     if code == "ok" and response.status_code < 400:
@@ -636,21 +638,7 @@ def _split(scopes: Any) -> list[str]:
 
 
 def _token_set(body: dict[str, Any]) -> TokenSet:
-    return TokenSet(
-        access_token=body["access_token"],
-        refresh_token=body.get("refresh_token") or None,
-        access_expires_at=expires_at(body.get("expires_in")),
-        refresh_expires_at=expires_at(body.get("refresh_expires_in")),
-        scopes=_split(body.get("scope")),
-    )
-
-
-def _json(response: http.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+    return oauth_token_set(body, _split(body.get("scope")))
 
 
 def _oauth_error(response: http.Response, body: dict[str, Any], doing: str) -> PlatformError:
@@ -679,8 +667,3 @@ def _oauth_error(response: http.Response, body: dict[str, Any], doing: str) -> P
 def _retry_after(response: http.Response) -> float | None:
     header = response.headers.get("retry-after", "")
     return float(header) if header.isdigit() else None
-
-
-def _network_error(error: Exception) -> PlatformError:
-    what = "timed out" if isinstance(error, http.TimeoutException) else "could not be reached"
-    return PlatformError("transient", f"TikTok {what} ({type(error).__name__}).", code="network")

@@ -30,7 +30,9 @@ from src.publishers.base import (
     StepResult,
     TokenSet,
     Unconfirmed,
-    expires_at,
+    json_object,
+    network_error,
+    oauth_token_set,
 )
 
 PLATFORM = "x"
@@ -122,7 +124,7 @@ class XPublisher:
             raise ConnectError(UNAVAILABLE) from error
         if response.status_code >= 500:
             raise ConnectError(UNAVAILABLE)
-        body = _json(response)
+        body = json_object(response)
         if response.status_code != 200 or not body.get("access_token"):
             raise ConnectError(_exchange_refusal(response.status_code, body))
         return _token_set(body)
@@ -137,8 +139,8 @@ class XPublisher:
                 timeout=self.timeout,
             )
         except http.HTTPError as error:
-            raise _network_error(error) from error
-        body = _json(response)
+            raise network_error("X", error) from error
+        body = json_object(response)
         if response.status_code != 200 or not isinstance(body.get("data"), dict):
             raise _api_error(response, body)
         user = body["data"]
@@ -164,8 +166,8 @@ class XPublisher:
         try:
             response = await self._token_call(self.token_url, form)
         except http.HTTPError as error:
-            raise _network_error(error) from error
-        body = _json(response)
+            raise network_error("X", error) from error
+        body = json_object(response)
         if response.status_code != 200 or not body.get("access_token"):
             raise _oauth_error(response, body, "refresh the X connection")
         fresh = _token_set(body)
@@ -197,9 +199,9 @@ class XPublisher:
         try:
             response = await self._token_call(self.revoke_url, form)
         except http.HTTPError as error:
-            raise _network_error(error) from error
+            raise network_error("X", error) from error
         if response.status_code != 200:
-            raise _oauth_error(response, _json(response), "revoke access at X")
+            raise _oauth_error(response, json_object(response), "revoke access at X")
 
     async def _token_call(self, url: str, form: dict[str, str]) -> http.Response:
         """A POST to X's OAuth endpoints as a confidential client (HTTP Basic)."""
@@ -247,7 +249,7 @@ class XPublisher:
             if error.code == "not_sent":
                 await _settle(progress, checkpoint)
             raise  # a timeout: X may have posted it, recover() looks before any retry
-        answer = _json(response)
+        answer = json_object(response)
         post_id = str((answer.get("data") or {}).get("id") or "")
         if response.status_code == 201 and post_id:
             _record(progress, index, post_id)
@@ -359,21 +361,7 @@ def _exchange_refusal(status: int, body: dict[str, Any]) -> str:
 
 
 def _token_set(body: dict[str, Any]) -> TokenSet:
-    return TokenSet(
-        access_token=body["access_token"],
-        refresh_token=body.get("refresh_token") or None,
-        access_expires_at=expires_at(body.get("expires_in")),
-        refresh_expires_at=expires_at(body.get("refresh_expires_in")),
-        scopes=str(body.get("scope") or "").split(),
-    )
-
-
-def _json(response: http.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+    return oauth_token_set(body, str(body.get("scope") or "").split())
 
 
 def _api_error(response: http.Response, body: dict[str, Any]) -> PlatformError:
@@ -408,14 +396,14 @@ class _Api:
                 method, self.base + path, headers=self.headers, timeout=self.timeout, **kwargs
             )
         except http.HTTPError as error:
-            failure = _network_error(error)
+            failure = network_error("X", error)
             if isinstance(error, NOT_SENT):
                 failure.code = "not_sent"
             raise failure from error
 
     async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = await self.send(method, path, **kwargs)
-        body = _json(response)
+        body = json_object(response)
         if response.status_code >= 300:
             raise _publish_error(response, body)
         return body
@@ -568,8 +556,3 @@ def _retry_after(response: http.Response) -> float | None:
     if exhausted:
         return max(0.0, max(exhausted) - time.time())
     return max(0.0, int(reset) - time.time()) if reset.isdigit() else None
-
-
-def _network_error(error: Exception) -> PlatformError:
-    what = "timed out" if isinstance(error, http.TimeoutException) else "could not be reached"
-    return PlatformError("transient", f"X {what} ({type(error).__name__}).", code="network")
