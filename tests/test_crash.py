@@ -63,6 +63,53 @@ def wait_until(condition, log, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def slow_unlimited_x(admin, latency_ms: int) -> None:
+    """No X rate limit in the way, and each post a little slow, so a burst outlives the
+    kills."""
+    admin.patch(
+        "/config",
+        json={
+            "x_tweets_per_15min": 100_000,
+            "x_tweets_per_day_user": 100_000,
+            "x_tweets_per_day_app": 1_000_000,
+        },
+    ).raise_for_status()
+    admin.post(
+        "/faults",
+        json={
+            "platform": "x",
+            "path": "/api/2/tweets",
+            "method": "POST",
+            "kind": "latency",
+            "latency_ms": latency_ms,
+        },
+    ).raise_for_status()
+
+
+def wait_all_final(dsn: str, log, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = statuses(dsn)
+        if counts["published"] + counts["unconfirmed"] + counts["failed"] == BURST:
+            return
+        assert time.monotonic() < deadline, (counts, log.read_text()[-3000:])
+        time.sleep(0.3)
+
+
+def assert_each_published_once(admin, dsn: str, tag: str, progress_at_kills: list[int]):
+    published = [
+        p["text"]
+        for p in admin.get("/published", params={"platform": "x"}).json()
+        if tag in (p.get("text") or "")
+    ]
+    # The kills really landed mid-burst, not before or after the work.
+    assert sum(1 for n in progress_at_kills if 0 < n < BURST) >= 3, progress_at_kills
+    copies = Counter(published)
+    assert [text for text, n in copies.items() if n > 1] == []  # zero duplicates
+    assert len(copies) == BURST  # zero lost
+    assert statuses(dsn)["published"] == BURST
+
+
 def test_sigkill_during_a_burst_ten_times_publishes_each_target_exactly_once(
     fresh_server, tmp_path
 ):
@@ -77,28 +124,10 @@ def test_sigkill_during_a_burst_ten_times_publishes_each_target_exactly_once(
     email = browser.signed_in_user()
     browser.connect("x")
     with app.sandbox_admin() as admin:
-        admin.patch(
-            "/config",
-            json={
-                "x_tweets_per_15min": 100_000,
-                "x_tweets_per_day_user": 100_000,
-                "x_tweets_per_day_app": 1_000_000,
-            },
-        ).raise_for_status()
         tag = secrets.token_hex(3)
         burst(dsn, email, tag)
         log = tmp_path / "worker.log"
-        # Slow each post a little so that the burst outlives ten kills.
-        admin.post(
-            "/faults",
-            json={
-                "platform": "x",
-                "path": "/api/2/tweets",
-                "method": "POST",
-                "kind": "latency",
-                "latency_ms": 40,
-            },
-        ).raise_for_status()
+        slow_unlimited_x(admin, latency_ms=40)
         rng = random.Random(7)
         progress_at_kills = []
         for _ in range(KILLS):
@@ -112,24 +141,8 @@ def test_sigkill_during_a_burst_ten_times_publishes_each_target_exactly_once(
         admin.delete("/faults")
         worker = start_worker(app, log)
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                counts = statuses(dsn)
-                if counts["published"] + counts["unconfirmed"] + counts["failed"] == BURST:
-                    break
-                assert time.monotonic() < deadline, (counts, log.read_text()[-3000:])
-                time.sleep(0.5)
+            wait_all_final(dsn, log, timeout=180)
         finally:
             worker.terminate()
             worker.wait(20)
-        published = [
-            p["text"]
-            for p in admin.get("/published", params={"platform": "x"}).json()
-            if tag in (p.get("text") or "")
-        ]
-    # The kills really landed mid-burst, not before or after the work.
-    assert sum(1 for n in progress_at_kills if 0 < n < BURST) >= 3, progress_at_kills
-    copies = Counter(published)
-    assert [text for text, n in copies.items() if n > 1] == []  # zero duplicates
-    assert len(copies) == BURST  # zero lost
-    assert statuses(dsn)["published"] == BURST
+        assert_each_published_once(admin, dsn, tag, progress_at_kills)

@@ -26,7 +26,15 @@ from tests.appserver import AppServer
 from tests.browser import Browser
 from tests.media_samples import jpeg_bytes
 from tests.servers import free_port
-from tests.test_crash import BURST, burst, start_worker, statuses, wait_until
+from tests.test_crash import (
+    assert_each_published_once,
+    burst,
+    slow_unlimited_x,
+    start_worker,
+    statuses,
+    wait_all_final,
+    wait_until,
+)
 
 WORKERS = 4
 CLAIM = "okk-test:claimed"
@@ -272,24 +280,7 @@ def _burst_with_four_workers(app, tmp_path, seed: int) -> None:
     log = tmp_path / "workers.log"
     rng = random.Random(seed)
     with app.sandbox_admin() as admin:
-        admin.patch(
-            "/config",
-            json={
-                "x_tweets_per_15min": 100_000,
-                "x_tweets_per_day_user": 100_000,
-                "x_tweets_per_day_app": 1_000_000,
-            },
-        ).raise_for_status()
-        admin.post(
-            "/faults",
-            json={
-                "platform": "x",
-                "path": "/api/2/tweets",
-                "method": "POST",
-                "kind": "latency",
-                "latency_ms": 80,
-            },
-        ).raise_for_status()
+        slow_unlimited_x(admin, latency_ms=80)
         tag = secrets.token_hex(3)
         workers = [start_worker(app, log) for _ in range(WORKERS)]
         try:
@@ -304,25 +295,10 @@ def _burst_with_four_workers(app, tmp_path, seed: int) -> None:
                 progress_at_kills.append(statuses(dsn)["published"])
                 workers[victim] = start_worker(app, log)
             admin.delete("/faults")
-            deadline = time.monotonic() + 90
-            while True:
-                counts = statuses(dsn)
-                if counts["published"] + counts["unconfirmed"] + counts["failed"] == BURST:
-                    break
-                assert time.monotonic() < deadline, (counts, log.read_text()[-3000:])
-                time.sleep(0.3)
+            wait_all_final(dsn, log, timeout=90)
         finally:
             _stop(workers)
-        published = [
-            p["text"]
-            for p in admin.get("/published", params={"platform": "x"}).json()
-            if tag in (p.get("text") or "")
-        ]
-    assert sum(1 for n in progress_at_kills if 0 < n < BURST) >= 3, progress_at_kills
-    copies = Counter(published)
-    assert [text for text, n in copies.items() if n > 1] == []  # zero duplicates
-    assert len(copies) == BURST  # zero lost
-    assert statuses(dsn)["published"] == BURST
+        assert_each_published_once(admin, dsn, tag, progress_at_kills)
 
 
 # Two loops of 20 per worker and 80 ms a post: the burst outlasts the kills.

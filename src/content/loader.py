@@ -280,7 +280,7 @@ class ParsedFile:
 
     @property
     def ok(self) -> bool:
-        return not self.problems or not any(p.severity == "error" for p in self.problems)
+        return not any(p.severity == "error" for p in self.problems)
 
     def line(self, place: Path_) -> int | None:
         return self.locator.line(place) if self.locator else None

@@ -99,7 +99,7 @@ class FilePlan:
 
     @property
     def ok(self) -> bool:
-        return not self.problems or not any(p.severity == "error" for p in self.problems)
+        return not any(p.severity == "error" for p in self.problems)
 
     def problem(self, message: str, place: tuple = (), item: str | None = None, warn=False):
         line = self.parsed.line(place) if self.parsed else None

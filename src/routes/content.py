@@ -26,10 +26,6 @@ SCHEMA_PATH = ROOT / "src" / "content" / "schema.json"
 HOOK_MAX_BYTES = 25 * 1024 * 1024  # GitHub's largest push payload
 
 
-async def enqueue_sync(request: Request, source_id: int, trigger: str, key: str = "") -> None:
-    await jobs.enqueue_sync(request.app.state.queue, source_id, trigger, key)
-
-
 async def _cards(user_id: int) -> list[dict[str, Any]]:
     sources = await service.list_sources(user_id)
     last = await service.last_runs([s.id for s in sources])
@@ -101,7 +97,7 @@ class ContentController(Controller):
             )
             page.status_code = 400
             return page
-        await enqueue_sync(request, source.id, "added")
+        await jobs.enqueue_sync(request.app.state.queue, source.id, "added")
         flash(request, f"Added {source.name}: its first sync is on its way.", category="success")
         return Redirect(f"/content/sources/{source.id}")
 
@@ -140,7 +136,7 @@ class ContentController(Controller):
         if not source.enabled:
             flash(request, f"{source.name} is paused: resume it to sync.", category="warning")
         else:
-            await enqueue_sync(request, source_id, "manual")
+            await jobs.enqueue_sync(request.app.state.queue, source_id, "manual")
         if request.headers.get("hx-request") == "true":
             return _card(request, source, last, last["id"] if last else 0)
         return Redirect("/content")
@@ -191,5 +187,7 @@ async def content_hook(request: Request, source_id: FromPath[int]) -> Response:
     if not source.enabled:
         return Response({"queued": False, "reason": "source paused"}, status_code=202)
     after = hooks.after_commit(body) or secrets.token_hex(6)
-    await enqueue_sync(request, source.id, "webhook", key=f"content-sync:{source.id}:{after}")
+    await jobs.enqueue_sync(
+        request.app.state.queue, source.id, "webhook", key=f"content-sync:{source.id}:{after}"
+    )
     return Response({"queued": True, "forge": forge}, status_code=202)
